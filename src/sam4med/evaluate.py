@@ -1,0 +1,66 @@
+"""``evaluate(cfg)``: score a model (zero-shot, or with a fine-tuned decoder) without training."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from sam4med.evaluation.report import print_comparison
+from sam4med.evaluation.results import to_frame, write_results
+from sam4med.evaluation.runner import evaluate as run_evaluation
+from sam4med.models.finetuned import load_finetuned_decoder
+from sam4med.prompts.store import PromptStore
+from sam4med.run import check_required
+
+log = logging.getLogger("sam4med")
+
+
+def evaluate(cfg: DictConfig) -> Path:
+    """Run the configured strategies on one split; returns the results folder."""
+    check_required(cfg)
+    results_dir = Path(cfg.paths.output_dir) / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir.parent / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    model = instantiate(cfg.model)
+    phase = "zero_shot"
+    if cfg.get("finetuned"):
+        load_finetuned_decoder(model, cfg.finetuned)
+        phase = "finetuned"
+    cache = instantiate(cfg.embeddings)
+    datamodule = instantiate(cfg.dataset)
+    datamodule.prepare_data()
+    datamodule.save_split(results_dir.parent / "split.csv")
+    prompts = PromptStore(results_dir / "prompts.json", seed=cfg.seed)
+    if cfg.get("prompts"):  # score on the prompts of an earlier run
+        prompts = PromptStore(cfg.prompts, seed=cfg.seed)
+        prompts.path = results_dir / "prompts.json"
+        prompts.mark_dirty()
+    rows = run_evaluation(
+        model,
+        datamodule.dataset(cfg.split),
+        strategies=list(cfg.strategies),
+        phase=phase,
+        cache=cache,
+        prompts=prompts,
+        multimask=cfg.multimask,
+        log_path=results_dir / "evaluation_log.jsonl",
+    )
+    frame = to_frame(rows)
+    meta = {
+        "title": f"{phase} evaluation",
+        "backbone": model.name,
+        "weights": model.weights_source,
+        "finetuned": cfg.get("finetuned") or "",
+        "split": cfg.split,
+        "multimask": cfg.multimask,
+        "prompt_seed": cfg.seed,
+    }
+    write_results(frame, results_dir, meta=meta)
+    print_comparison(frame, title=f"{model.name} on the {cfg.split} split")
+    log.info(cache.stats())
+    log.info("results in %s", results_dir)
+    return results_dir

@@ -1,0 +1,87 @@
+"""Decode prompts for all objects of one image in one batched call and pick one mask per object."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sam4med.metrics import dice
+from sam4med.models.sam_model import SamModel
+from sam4med.prompts.prompt import Prompt
+
+MULTIMASK_MODES = ("single", "oracle", "confidence")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Masks chosen for N objects of one image.
+
+    Attributes:
+        masks: N x H x W bool masks in original pixels.
+        scores: N predicted IoU of the chosen masks.
+        choice: N index of the chosen mask among the decoder's outputs (0 with ``single``).
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    choice: np.ndarray
+
+
+def prompts_to_tensors(
+    prompts: Sequence[Prompt], model: SamModel, original_size: tuple[int, int]
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Stack prompts of one strategy into model-space tensors (coords N x P x 2, labels N x P, boxes N x 4)."""
+    pre = model.preprocessing
+    coords = labels = boxes = None
+    if prompts[0].point_coords:
+        raw = np.stack([p.points_array for p in prompts])
+        coords = torch.as_tensor(pre.coords_to_model(raw, original_size), dtype=torch.float32)
+        labels = torch.as_tensor(np.stack([p.labels_array for p in prompts]))
+    if prompts[0].box is not None:
+        raw_boxes = np.asarray([p.box for p in prompts], dtype=np.float64)
+        boxes = torch.as_tensor(pre.boxes_to_model(raw_boxes, original_size), dtype=torch.float32)
+    return coords, labels, boxes
+
+
+@torch.no_grad()
+def predict(
+    model: SamModel,
+    embedding: torch.Tensor,
+    prompts: Sequence[Prompt],
+    original_size: tuple[int, int],
+    *,
+    multimask: str,
+    gt_masks: np.ndarray | None = None,
+) -> Prediction:
+    """Masks for ``prompts`` (all of one strategy) on the image whose embedding is given.
+
+    Args:
+        model: the model.
+        embedding: C x h x w image embedding.
+        prompts: one prompt per object, all with the same number of points.
+        original_size: (H, W) of the image.
+        multimask: ``single`` (SAM's single-mask output), ``oracle`` (of the three multimask outputs,
+            the one with the best Dice against the ground truth) or ``confidence`` (the one with the
+            highest predicted IoU).
+        gt_masks: N x H x W ground truth, needed for ``oracle``.
+    """
+    if multimask not in MULTIMASK_MODES:
+        raise ValueError(f"multimask must be one of {MULTIMASK_MODES}, got '{multimask}'")
+    coords, labels, boxes = prompts_to_tensors(prompts, model, original_size)
+    out = model.decode(
+        embedding, point_coords=coords, point_labels=labels, boxes=boxes, multimask_output=multimask != "single"
+    )
+    logits = model.preprocessing.logits_to_original(out.low_res_logits, original_size)
+    masks = (logits > 0).cpu().numpy()  # N x M x H x W
+    scores = out.iou_predictions.cpu().numpy()
+    if multimask == "oracle":
+        if gt_masks is None:
+            raise ValueError("multimask='oracle' needs the ground-truth masks")
+        choice = np.array([int(np.argmax([dice(m, g) for m in ms])) for ms, g in zip(masks, gt_masks, strict=True)])
+    else:
+        choice = scores.argmax(axis=1)
+    rows = np.arange(len(prompts))
+    return Prediction(masks=masks[rows, choice], scores=scores[rows, choice], choice=choice)

@@ -1,0 +1,41 @@
+"""Printing results as tables on the terminal."""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from sam4med.evaluation.results import comparison, overall
+
+
+def print_comparison(frame: pd.DataFrame, *, title: str) -> None:
+    """Per target and strategy: mean Dice of each phase (and the change), then the overall means."""
+    console = Console()
+    comp = comparison(frame)
+    phases = [c[len("dice_") :] for c in comp.columns if c.startswith("dice_") and c != "dice_delta"]
+    table = Table(title=f"{title}: mean Dice per target")
+    for name in ["strategy", "target", "n", *[f"Dice {p}" for p in phases]] + (
+        ["change"] if "dice_delta" in comp else []
+    ):
+        table.add_column(name, justify="left" if name in ("strategy", "target") else "right")
+    for row in comp.to_dict(orient="records"):
+        cells = [row["strategy"], row["target"], str(row["n"])] + [f"{row[f'dice_{p}']:.3f}" for p in phases]
+        if "dice_delta" in row:
+            cells.append(f"{row['dice_delta']:+.3f}")
+        table.add_row(*cells)
+    console.print(table)
+    means = Table(title=f"{title}: mean over object instances")
+    for name in ("phase", "strategy", "n", "Dice", "IoU", "HD", "HD95"):
+        means.add_column(name)
+    for row in overall(frame).to_dict(orient="records"):
+        means.add_row(
+            row["phase"],
+            row["strategy"],
+            str(row["n"]),
+            f"{row['dice']:.3f}",
+            f"{row['iou']:.3f}",
+            f"{row['hd']:.1f}",
+            f"{row['hd95']:.1f}",
+        )
+    console.print(means)

@@ -1,0 +1,128 @@
+"""Result rows and the tables made from them."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+
+METRICS = ("dice", "iou", "hd", "hd95")
+
+
+@dataclass(frozen=True)
+class ObjectResult:
+    """Scores of one object instance under one strategy in one phase (e.g. zero-shot)."""
+
+    phase: str
+    strategy: str
+    target: str
+    modality: str
+    object: str
+    image_id: str
+    object_key: str
+    dice: float
+    iou: float
+    hd: float
+    hd95: float
+    hd_unit: str
+    score: float
+
+
+COLUMNS = tuple(f.name for f in fields(ObjectResult))
+
+
+def to_frame(results: Iterable[ObjectResult]) -> pd.DataFrame:
+    """Long table, one row per result."""
+    return pd.DataFrame([asdict(r) for r in results], columns=list(COLUMNS))
+
+
+def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+    """Means and instance counts per phase x strategy x target."""
+    grouped = frame.groupby(["phase", "strategy", "target"], sort=True)
+    summary = grouped[list(METRICS)].mean()
+    summary["n"] = grouped.size()
+    return summary.reset_index()
+
+
+def comparison(frame: pd.DataFrame, before: str = "zero_shot", after: str = "finetuned") -> pd.DataFrame:
+    """Per strategy x target: mean Dice/IoU/HD before and after, and the Dice difference."""
+    summary = summarize(frame)
+    pivot = summary.pivot_table(index=["strategy", "target"], columns="phase", values=["dice", "iou", "hd", "n"])
+    out = pd.DataFrame(index=pivot.index)
+    for metric in ("dice", "iou", "hd"):
+        for phase in (before, after):
+            if (metric, phase) in pivot.columns:
+                out[f"{metric}_{phase}"] = pivot[(metric, phase)]
+    if f"dice_{before}" in out and f"dice_{after}" in out:
+        out["dice_delta"] = out[f"dice_{after}"] - out[f"dice_{before}"]
+    out["n"] = pivot["n"].max(axis=1).astype(int)
+    return out.reset_index()
+
+
+def overall(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean over object instances per phase x strategy (every instance weighs the same)."""
+    grouped = frame.groupby(["phase", "strategy"], sort=True)
+    table = grouped[list(METRICS)].mean()
+    table["n"] = grouped.size()
+    return table.reset_index()
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    """A GitHub Markdown table (no optional dependency)."""
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+
+    def cell(v: object) -> str:
+        if isinstance(v, float):
+            return "" if math.isnan(v) else f"{v:.{digits}f}"
+        return str(v)
+
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def write_results(frame: pd.DataFrame, directory: Path, *, meta: dict) -> dict[str, Path]:
+    """Write ``metrics.csv``, ``summary.json`` and ``comparison.md`` (and ``comparison.csv``) atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "metrics": directory / "metrics.csv",
+        "summary": directory / "summary.json",
+        "comparison_md": directory / "comparison.md",
+        "comparison_csv": directory / "comparison.csv",
+    }
+
+    def atomic(path: Path, text: str) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+
+    atomic(paths["metrics"], frame.to_csv(index=False))
+    summary = summarize(frame) if len(frame) else pd.DataFrame()
+    atomic(
+        paths["summary"],
+        json.dumps(
+            {
+                "meta": meta,
+                "means": summary.to_dict(orient="records"),
+                "overall": overall(frame).to_dict(orient="records") if len(frame) else [],
+            },
+            indent=2,
+        ),
+    )
+    comp = comparison(frame) if len(frame) else pd.DataFrame()
+    atomic(paths["comparison_csv"], comp.to_csv(index=False))
+    lines = [f"# {meta.get('title', 'Results')}", ""]
+    lines += [f"- {k}: {v}" for k, v in meta.items() if k != "title"]
+    lines += [
+        "",
+        "## Mean per strategy (over object instances)",
+        "",
+        markdown_table(overall(frame)) if len(frame) else "",
+    ]
+    lines += ["", "## Per target", "", markdown_table(comp) if len(comp) else "", ""]
+    atomic(paths["comparison_md"], "\n".join(lines))
+    return paths

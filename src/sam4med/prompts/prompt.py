@@ -1,0 +1,63 @@
+"""Prompts as frozen values in original pixel space (X = column, Y = row, origin top-left pixel centre)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The prompt given to SAM for one object.
+
+    Attributes:
+        strategy: the strategy that made it (``S2`` ... ``S6``).
+        point_coords: P points, each (x, y) in original pixels.
+        point_labels: P labels, 1 = foreground (positive), 0 = background (negative).
+        box: (x0, y0, x1, y1) XYXY in original pixels, inclusive pixel indices, or None.
+        seed: the seed the points were drawn with (recorded for reproduction).
+    """
+
+    strategy: str
+    point_coords: tuple[tuple[float, float], ...] = ()
+    point_labels: tuple[int, ...] = ()
+    box: tuple[float, float, float, float] | None = None
+    seed: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        if len(self.point_coords) != len(self.point_labels):
+            raise ValueError(f"{len(self.point_coords)} points but {len(self.point_labels)} labels")
+        if any(label not in (0, 1) for label in self.point_labels):
+            raise ValueError(f"point labels must be 0 or 1, got {self.point_labels}")
+
+    @property
+    def points_array(self) -> np.ndarray:
+        """P x 2 float64 XY coordinates."""
+        return np.asarray(self.point_coords, dtype=np.float64).reshape(-1, 2)
+
+    @property
+    def labels_array(self) -> np.ndarray:
+        """P int64 labels."""
+        return np.asarray(self.point_labels, dtype=np.int64)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {
+            "strategy": self.strategy,
+            "point_coords": [list(p) for p in self.point_coords],
+            "point_labels": list(self.point_labels),
+            "box": list(self.box) if self.box is not None else None,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Prompt:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            strategy=data["strategy"],
+            point_coords=tuple((float(x), float(y)) for x, y in data["point_coords"]),
+            point_labels=tuple(int(v) for v in data["point_labels"]),
+            box=tuple(float(v) for v in data["box"]) if data["box"] is not None else None,
+            seed=int(data["seed"]),
+        )

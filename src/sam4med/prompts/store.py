@@ -1,0 +1,61 @@
+"""Prompts saved next to the predictions, so every model of a comparison sees the same prompts.
+
+One JSON file maps ``"<strategy>|<object key>"`` to a :class:`Prompt`. A stored prompt is always
+reused; a missing one is generated from the ground truth and added. The file is rewritten
+atomically, so an interrupted run leaves a readable file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from sam4med.errors import DataError
+from sam4med.prompts.generate import make_prompt
+from sam4med.prompts.prompt import Prompt
+
+
+class PromptStore:
+    """Get-or-make prompts, backed by a JSON file (or memory only when ``path`` is None)."""
+
+    def __init__(self, path: str | Path | None, seed: int) -> None:
+        self.path = Path(path) if path else None
+        self.seed = seed
+        self._prompts: dict[str, Prompt] = {}
+        self._dirty = False
+        if self.path is not None and self.path.is_file():
+            try:
+                raw = json.loads(self.path.read_text())
+                self._prompts = {k: Prompt.from_dict(v) for k, v in raw["prompts"].items()}
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise DataError(f"{self.path}: not a prompt file written by sam4med ({exc!r})") from exc
+
+    def __len__(self) -> int:
+        return len(self._prompts)
+
+    def get(self, mask: np.ndarray, strategy: str, object_key: str) -> Prompt:
+        """The stored prompt for (strategy, object), made from ``mask`` the first time."""
+        key = f"{strategy}|{object_key}"
+        prompt = self._prompts.get(key)
+        if prompt is None:
+            prompt = make_prompt(mask, strategy, seed=self.seed, object_key=object_key)
+            self._prompts[key] = prompt
+            self._dirty = True
+        return prompt
+
+    def mark_dirty(self) -> None:
+        """Make the next :meth:`save` write the file even if nothing was added (after moving ``path``)."""
+        self._dirty = True
+
+    def save(self) -> None:
+        """Write the file if anything was added."""
+        if self.path is None or not self._dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        data = {"seed": self.seed, "prompts": {k: p.to_dict() for k, p in sorted(self._prompts.items())}}
+        tmp.write_text(json.dumps(data, indent=0))
+        tmp.replace(self.path)
+        self._dirty = False

@@ -1,0 +1,154 @@
+"""LightningModule that fine-tunes SAM's mask decoder with box prompts; encoders stay frozen."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from sam4med.metrics import dice
+from sam4med.models.finetuned import TRAINED_PREFIX
+from sam4med.models.sam_model import SamModel
+from sam4med.training.losses import bce_loss, hard_iou, soft_dice_loss
+
+
+class DecoderFineTuner(pl.LightningModule):
+    """Trains ``model.mask_decoder`` only.
+
+    Loss per object: Dice + BCE on the mask logits (upsampled to the model input size) plus
+    ``iou_weight`` x MSE between the IoU head's prediction and the true IoU of the predicted mask.
+    With ``multimask="single"`` SAM's single-mask token (output 0) is trained, the one that
+    ``single`` scores; otherwise the three multimask tokens are trained and, as in SAM's own
+    training, only the best of the three takes the mask loss, so ``oracle`` and ``confidence``
+    selection score the outputs that were trained.
+
+    Args:
+        model: the SAM-family model; its image and prompt encoders are frozen here.
+        optimizer: partial optimizer (Hydra ``_partial_: true``) completed with the decoder's parameters.
+        scheduler: partial LR scheduler or None.
+        multimask: the mask selection the model will be scored with.
+        dice_weight: weight of the Dice loss.
+        bce_weight: weight of the BCE loss.
+        iou_weight: weight of the IoU-prediction MSE.
+    """
+
+    def __init__(
+        self,
+        model: SamModel,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        *,
+        multimask: str = "single",
+        dice_weight: float = 1.0,
+        bce_weight: float = 1.0,
+        iou_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.model.freeze_encoders()
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.multimask = multimask
+        self.dice_weight, self.bce_weight, self.iou_weight = dice_weight, bce_weight, iou_weight
+        self.base_weights = {
+            "image_encoder": model.module_hash(model.image_encoder),
+            "prompt_encoder": model.module_hash(model.prompt_encoder),
+            "mask_decoder": model.module_hash(model.mask_decoder),
+        }
+
+    def forward(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits B x M x S x S (model-input space) and IoU predictions B x M for B box prompts.
+
+        Args:
+            embeddings: B x C x h x w image embeddings, one per prompt.
+            boxes: B x 4 XYXY boxes in model-input pixels.
+        """
+        logits, ious = [], []
+        for embedding, box in zip(embeddings, boxes, strict=True):
+            out = self.model.decode(
+                embedding,
+                point_coords=None,
+                point_labels=None,
+                boxes=box[None],
+                multimask_output=self.multimask != "single",
+            )
+            logits.append(out.low_res_logits[0])
+            ious.append(out.iou_predictions[0])
+        size = self.model.preprocessing.img_size
+        logits_t = torch.stack(logits)
+        if logits_t.shape[-1] != size:
+            logits_t = F.interpolate(logits_t, (size, size), mode="bilinear", align_corners=False)
+        return logits_t, torch.stack(ious)
+
+    def _loss(
+        self, logits: torch.Tensor, iou_pred: torch.Tensor, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        target = batch["mask"][:, None].expand_as(logits)
+        mask_loss = self.dice_weight * soft_dice_loss(logits, target) + self.bce_weight * bce_loss(logits, target)
+        best = mask_loss.argmin(dim=1)  # with one output this is always 0
+        rows = torch.arange(len(best), device=best.device)
+        iou_mse = F.mse_loss(iou_pred, hard_iou(logits, target))
+        loss = mask_loss[rows, best].mean() + self.iou_weight * iou_mse
+        return loss, {"mask_loss": mask_loss[rows, best].mean(), "iou_mse": iou_mse}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Dice + BCE + IoU-MSE on one batch."""
+        loss, parts = self._loss(*self(batch["embedding"], batch["box"]), batch)
+        bs = len(batch["box"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=bs)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Loss, and Dice at original resolution under the evaluation protocol (no jitter, logit > 0)."""
+        logits, iou_pred = self(batch["embedding"], batch["box"])
+        loss, _ = self._loss(logits, iou_pred, batch)
+        scores = []
+        for logit, ious, gt in zip(logits, iou_pred, batch["gt"], strict=True):
+            pre = self.model.preprocessing
+            new_h, new_w = pre.resized_shape(tuple(gt.shape))
+            full = F.interpolate(logit[None, :, :new_h, :new_w], tuple(gt.shape), mode="bilinear", align_corners=False)
+            masks = (full[0] > 0).cpu().numpy()
+            gt_np = gt.cpu().numpy()
+            if self.multimask == "oracle":
+                scores.append(max(dice(m, gt_np) for m in masks))
+            else:
+                scores.append(dice(masks[int(ious.argmax())], gt_np))
+        bs = len(scores)
+        self.log("val/loss", loss, batch_size=bs, sync_dist=True)
+        self.log("val/dice", float(np.mean(scores)), prog_bar=True, batch_size=bs, sync_dist=True)
+
+    def configure_optimizers(self) -> Any:
+        """The partial optimizer (and scheduler) over the decoder's parameters."""
+        optimizer = self.optimizer_factory(params=self.model.mask_decoder.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only what was trained (the decoder), plus hashes of the frozen base weights."""
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(TRAINED_PREFIX)}
+        checkpoint["sam4med"] = {
+            "backbone": self.model.name,
+            "base_weights": self.base_weights,
+            "weights_source": self.model.weights_source,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refill the frozen weights from the current model, after checking they are the same base."""
+        meta = checkpoint.get("sam4med", {})
+        expected = meta.get("base_weights", {}).get("image_encoder")
+        if expected and expected != self.base_weights["image_encoder"]:
+            raise RuntimeError(
+                f"checkpoint was trained on backbone '{meta.get('backbone')}' with other encoder weights "
+                f"({expected} vs {self.base_weights['image_encoder']})"
+            )
+        own = self.state_dict()
+        checkpoint["state_dict"] = {
+            **{k: v for k, v in own.items() if not k.startswith(TRAINED_PREFIX)},
+            **checkpoint["state_dict"],
+        }

@@ -1,0 +1,75 @@
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from sam4med.data.dataset import CosmosDataset
+from sam4med.embeddings import EmbeddingCache
+from sam4med.models.builders import build_tiny
+from sam4med.models.finetuned import load_finetuned_decoder
+from sam4med.training.module import DecoderFineTuner
+from sam4med.training.samples import DecoderSamples, collate
+
+
+def make_module(model, multimask="single"):
+    return DecoderFineTuner(model, optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3), multimask=multimask)
+
+
+def loader(root, model):
+    samples = DecoderSamples(CosmosDataset(root), model, EmbeddingCache(None), box_jitter=2, progress=False)
+    return DataLoader(samples, batch_size=2, shuffle=False, collate_fn=collate)
+
+
+def test_only_the_decoder_trains(synthetic_root):
+    model = build_tiny()
+    module = make_module(model)
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("mask_decoder.")}
+    decoder_before = {k: v.clone() for k, v in model.mask_decoder.state_dict().items()}
+    trainer = pl.Trainer(
+        max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.fit(module, train_dataloaders=loader(synthetic_root, model))
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in frozen.items())  # BatchNorm stats too
+    assert any(not torch.equal(v, model.mask_decoder.state_dict()[k]) for k, v in decoder_before.items())
+    assert not any(p.requires_grad for p in model.image_encoder.parameters())
+    assert not model.image_encoder.training
+
+
+def test_loss_falls_when_overfitting_a_batch(synthetic_root):
+    torch.manual_seed(0)
+    model = build_tiny()
+    module = make_module(model)
+    batch = next(iter(loader(synthetic_root, model)))
+    optimizer = module.configure_optimizers()
+    losses = []
+    for _ in range(80):
+        loss, _ = module._loss(*module(batch["embedding"], batch["box"]), batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_checkpoint_holds_only_the_decoder(synthetic_root, tmp_path):
+    model = build_tiny()
+    module = make_module(model)
+    trainer = pl.Trainer(
+        max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path
+    )
+    trainer.fit(module, train_dataloaders=loader(synthetic_root, model))
+    path = tmp_path / "decoder.ckpt"
+    trainer.save_checkpoint(path)
+    state = torch.load(path, weights_only=False)["state_dict"]
+    assert state and all(k.startswith("model.mask_decoder.") for k in state)
+    fresh = build_tiny()
+    load_finetuned_decoder(fresh, path)
+    assert all(torch.equal(v, model.mask_decoder.state_dict()[k]) for k, v in fresh.mask_decoder.state_dict().items())
+
+
+def test_multimask_training_trains_three_outputs(synthetic_root):
+    model = build_tiny()
+    module = make_module(model, multimask="oracle")
+    batch = next(iter(loader(synthetic_root, model)))
+    logits, ious = module(batch["embedding"], batch["box"])
+    assert logits.shape[1] == 3 and ious.shape[1] == 3
