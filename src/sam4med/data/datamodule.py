@@ -1,0 +1,136 @@
+"""LightningDataModule over a COSMOS-style dataset folder, with a neighbour-safe split."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from sam4med.data.dataset import CosmosDataset
+from sam4med.data.format import read_manifest
+from sam4med.data.split import Split, make_split
+from sam4med.embeddings import EmbeddingCache
+from sam4med.errors import ConfigError
+from sam4med.models.sam_model import SamModel
+from sam4med.training.sampler import EpochSampler
+from sam4med.training.samples import DecoderSamples, collate
+
+
+class CosmosDataModule(pl.LightningDataModule):
+    """Splits, datasets and decoder-training loaders of one dataset folder.
+
+    Args:
+        root: the dataset folder.
+        preparer: callable that builds ``root`` when it is not complete (e.g. :class:`Colin27AAL`), or None
+            for a folder that already exists.
+        fractions: train/val/test fractions.
+        block_size: slices per block when a dataset has fewer than three sources (see :mod:`sam4med.data.split`).
+        gap: slices dropped at a border between two splits.
+        split_seed: seed of the split.
+        min_object_area: objects smaller than this (pixels) in an image are not used.
+        batch_size: objects per training step.
+        num_workers: DataLoader workers.
+        box_jitter: training-time box jitter in original pixels per side (0 at validation).
+        input_mode: ``cached`` (embeddings from the cache; default) or ``online`` (encoder every step).
+        augment: ``online`` mode only: callable transforming (image, masks, rng) together.
+        seed: seed of the training order, box jitter and augmentation (per epoch and sample).
+    """
+
+    def __init__(
+        self,
+        *,
+        root: str | Path,
+        preparer: Callable[[Path], Path] | None = None,
+        fractions: Sequence[float] = (0.7, 0.15, 0.15),
+        block_size: int = 4,
+        gap: int = 1,
+        split_seed: int = 0,
+        min_object_area: int = 10,
+        batch_size: int = 2,
+        num_workers: int = 0,
+        box_jitter: int = 5,
+        input_mode: str = "cached",
+        augment: Callable | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.preparer = preparer
+        self.fractions = tuple(fractions)
+        self.block_size, self.gap, self.split_seed = block_size, gap, split_seed
+        self.min_object_area = min_object_area
+        self.batch_size, self.num_workers, self.box_jitter = batch_size, num_workers, box_jitter
+        self.input_mode, self.augment, self.seed = input_mode, augment, seed
+        self.split: Split | None = None
+        self.model: SamModel | None = None
+        self.cache: EmbeddingCache | None = None
+
+    def prepare_data(self) -> None:
+        """Build the dataset folder if a preparer is given and the folder is not complete."""
+        if self.preparer is not None:
+            self.preparer(self.root)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the manifest and compute the split (deterministic, so every rank agrees)."""
+        if self.split is None:
+            self.split = make_split(
+                read_manifest(self.root),
+                fractions=self.fractions,
+                block_size=self.block_size,
+                gap=self.gap,
+                seed=self.split_seed,
+            )
+
+    def attach(self, model: SamModel, cache: EmbeddingCache) -> None:
+        """Give the module the model (preprocessing, encoder) and the embedding cache the loaders use."""
+        self.model, self.cache = model, cache
+
+    def dataset(self, split: str) -> CosmosDataset:
+        """The images of ``split`` (train, val or test)."""
+        self.setup()
+        assert self.split is not None
+        ids = self.split.of(split)
+        if not ids:
+            raise ConfigError(f"{self.root}: split '{split}' is empty; change dataset.fractions or add data")
+        return CosmosDataset(self.root, ids, min_object_area=self.min_object_area)
+
+    def save_split(self, path: Path) -> None:
+        """Write the split as ``image_id,split`` rows (saved with every run)."""
+        self.setup()
+        assert self.split is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["image_id", "split"])
+            writer.writeheader()
+            writer.writerows(self.split.rows())
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        if self.model is None:
+            raise RuntimeError("call attach(model, cache) before asking for data loaders")
+        samples = DecoderSamples(
+            self.dataset(split),
+            self.model,
+            self.cache,
+            mode=self.input_mode if train else "cached" if self.cache is not None else "online",
+            box_jitter=self.box_jitter if train else 0,
+            augment=self.augment if train else None,
+            seed=self.seed,
+        )
+        return DataLoader(
+            samples,
+            batch_size=self.batch_size,
+            sampler=EpochSampler(len(samples), shuffle=train, seed=self.seed, shard=train),
+            num_workers=self.num_workers,
+            collate_fn=collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled box-prompt samples with jitter (and augmentation in online mode), sharded over ranks."""
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation samples with tight boxes, in order; every rank sees all of them."""
+        return self._loader("val", train=False)

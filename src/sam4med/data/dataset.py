@@ -1,0 +1,123 @@
+"""Read a COSMOS-style dataset folder as (image, object) samples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sam4med.data.format import (
+    DatasetInfo,
+    ImageRecord,
+    image_path,
+    label_path,
+)
+from sam4med.data.format import load_png, load_rgb, read_info, read_manifest
+from sam4med.errors import DataError
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One object instance in one image: a label value of one label map.
+
+    ``target`` is the unit of reporting, ``"<object>-<modality>"`` (e.g. ``Thalamus_L-T1W MRI``).
+    """
+
+    image_id: str
+    label_map: str
+    label_value: int
+    object_name: str
+    modality: str
+
+    @property
+    def target(self) -> str:
+        """Object-modality target name."""
+        return f"{self.object_name}-{self.modality}"
+
+    @property
+    def key(self) -> str:
+        """Unique, file-name-safe identifier of the object in the dataset."""
+        return f"{self.image_id}/{self.label_map}/{self.label_value}"
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """An image with all of its objects.
+
+    Attributes:
+        record: the manifest row.
+        image: H x W x 3 uint8 RGB.
+        objects: the objects present in the image.
+        masks: len(objects) x H x W bool ground-truth masks, in the order of ``objects``.
+    """
+
+    record: ImageRecord
+    image: np.ndarray
+    objects: tuple[ObjectRef, ...]
+    masks: np.ndarray
+
+
+class CosmosDataset:
+    """The images of a dataset folder (optionally a subset of image ids) and their objects.
+
+    Args:
+        root: dataset folder (see :mod:`sam4med.data.format`).
+        image_ids: restrict to these images (e.g. one split); None keeps all.
+        min_object_area: objects with fewer foreground pixels in an image are left out of that image.
+    """
+
+    def __init__(self, root: str | Path, image_ids: Sequence[str] | None = None, min_object_area: int = 1) -> None:
+        self.root = Path(root)
+        self.info: DatasetInfo = read_info(self.root)
+        records = read_manifest(self.root)
+        if image_ids is not None:
+            wanted = set(image_ids)
+            records = [r for r in records if r.image_id in wanted]
+        self.records: list[ImageRecord] = records
+        self.min_object_area = min_object_area
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _label_map(self, name: str, record: ImageRecord, shape: tuple[int, int]) -> np.ndarray:
+        path = label_path(self.root, name, record.image_id)
+        if not path.is_file():
+            raise DataError(f"{path}: label map '{name}' of image '{record.image_id}' is missing")
+        labels = load_png(path)
+        if labels.ndim != 2:
+            raise DataError(f"{path}: a label map must be single-channel, got shape {labels.shape}")
+        if labels.shape != shape:
+            raise DataError(f"{path}: label size {labels.shape} differs from image size {shape}")
+        return labels
+
+    def __getitem__(self, index: int) -> ImageItem:
+        record = self.records[index]
+        image = load_rgb(image_path(self.root, record.image_id))
+        objects, masks = [], []
+        for label_map in self.info.label_maps:
+            labels = self._label_map(label_map.name, record, image.shape[:2])
+            for value in np.unique(labels):
+                if value == 0:
+                    continue
+                if int(value) not in label_map.objects:
+                    raise DataError(
+                        f"{label_path(self.root, label_map.name, record.image_id)}: label value {value} "
+                        f"is not named in dataset.yaml (label map '{label_map.name}')"
+                    )
+                mask = labels == value
+                if mask.sum() < self.min_object_area:
+                    continue
+                objects.append(
+                    ObjectRef(
+                        image_id=record.image_id,
+                        label_map=label_map.name,
+                        label_value=int(value),
+                        object_name=label_map.objects[int(value)],
+                        modality=record.modality,
+                    )
+                )
+                masks.append(mask)
+        stacked = np.stack(masks) if masks else np.zeros((0, *image.shape[:2]), dtype=bool)
+        return ImageItem(record=record, image=image, objects=tuple(objects), masks=stacked)
