@@ -84,6 +84,12 @@ class DecoderFineTuner(pl.LightningModule):
             logits_t = F.interpolate(logits_t, (size, size), mode="bilinear", align_corners=False)
         return logits_t, torch.stack(ious)
 
+    def embeddings(self, batch: dict[str, Any]) -> torch.Tensor:
+        """B x C x h x w embeddings: cached ones from the batch, or the frozen encoder run now (online mode)."""
+        if "embedding" in batch:
+            return batch["embedding"]
+        return self.model.encode(batch["image"])  # no_grad inside
+
     def _loss(
         self, logits: torch.Tensor, iou_pred: torch.Tensor, batch: dict[str, Any]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -97,7 +103,7 @@ class DecoderFineTuner(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """Dice + BCE + IoU-MSE on one batch."""
-        loss, parts = self._loss(*self(batch["embedding"], batch["box"]), batch)
+        loss, parts = self._loss(*self(self.embeddings(batch), batch["box"]), batch)
         bs = len(batch["box"])
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=bs)
@@ -105,7 +111,7 @@ class DecoderFineTuner(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Loss, and Dice at original resolution under the evaluation protocol (no jitter, logit > 0)."""
-        logits, iou_pred = self(batch["embedding"], batch["box"])
+        logits, iou_pred = self(self.embeddings(batch), batch["box"])
         loss, _ = self._loss(logits, iou_pred, batch)
         scores = []
         for logit, ious, gt in zip(logits, iou_pred, batch["gt"], strict=True):

@@ -1,90 +1,135 @@
-"""Decoder-training samples: one per (image, object), image embeddings taken from the cache.
+"""Decoder-training samples: one per (image, object), with a box prompt from the ground truth.
 
-The encoder runs once per image, before training (``cached`` input mode); a training step only
-reads the stored embedding and runs the prompt encoder and mask decoder.
+Two input modes:
+
+* ``cached`` (default): the encoder runs once per image before training and a sample carries the
+  stored embedding, so a step costs only the prompt encoder and decoder. No image augmentation.
+* ``online``: a sample carries the preprocessed image; the module encodes it each step (no grad), so
+  albumentations augmentation can change the image and mask together.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.utils.data import Dataset, default_collate
 from tqdm import tqdm
 
 from sam4med.data.dataset import CosmosDataset
 from sam4med.embeddings import EmbeddingCache
+from sam4med.errors import ConfigError
 from sam4med.models.sam_model import SamModel
 from sam4med.prompts.generate import tight_box
+
+INPUT_MODES = ("cached", "online")
+# (image H x W x 3 uint8, masks N x H x W bool, rng) -> same, transformed together
+Augment = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+
+
+def jitter_box(box: np.ndarray, amount: int, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Move each side of an XYXY box by a uniform integer in [-amount, amount] pixels, kept in the image."""
+    if amount <= 0:
+        return box
+    h, w = shape
+    moved = box + rng.integers(-amount, amount + 1, size=4)
+    moved = np.clip(moved, 0, [w - 1, h - 1, w - 1, h - 1])
+    return np.concatenate([np.minimum(moved[:2], moved[2:]), np.maximum(moved[:2], moved[2:])])
 
 
 class DecoderSamples(Dataset):
     """Box-prompted samples for the mask decoder.
 
-    Each sample is a dict:
-        ``embedding``: C x h x w float32 image embedding.
-        ``box``: 4 float32 XYXY box in model-input pixels (jittered when ``box_jitter`` > 0).
-        ``mask``: S x S float32 ground truth in model-input space (resized and padded like the image).
-        ``gt``: H x W bool ground truth in original pixels (validation scores against this).
+    Indexed by an int or by ``(epoch, index)`` (see :class:`sam4med.training.sampler.EpochSampler`);
+    the jitter and augmentation of a sample are drawn from (seed, epoch, index) only. A sample is a dict:
+
+        ``embedding``: C x h x w float32 image embedding (``cached`` mode), or
+        ``image``: 3 x S x S float32 preprocessed image (``online`` mode);
+        ``box``: 4 float32 XYXY box in model-input pixels (jittered when ``box_jitter`` > 0);
+        ``mask``: S x S float32 ground truth in model-input space (resized and padded like the image);
+        ``gt``: H x W bool ground truth in original pixels (validation scores against it);
         ``object_key``: the object's key.
 
     Args:
         dataset: images and objects.
-        model: provides the preprocessing and, on a cache miss, the image encoder.
-        cache: embedding cache (each image is encoded at most once).
-        box_jitter: each box side moves by a uniform random integer in [-box_jitter, box_jitter]
-            original pixels (clipped to the image); 0 for evaluation.
-        progress: progress bar while the embeddings are prepared.
+        model: provides the preprocessing and, in ``cached`` mode, the encoder for cache misses.
+        cache: embedding cache (``cached`` mode; each image is encoded at most once).
+        mode: ``cached`` or ``online``.
+        box_jitter: max shift of each box side in original pixels (0 for evaluation).
+        augment: ``online`` mode only: transforms an image and its masks together.
+        seed: base seed of jitter and augmentation.
+        progress: progress bar while embeddings are prepared.
     """
 
     def __init__(
         self,
         dataset: CosmosDataset,
         model: SamModel,
-        cache: EmbeddingCache,
+        cache: EmbeddingCache | None,
         *,
+        mode: str = "cached",
         box_jitter: int = 0,
+        augment: Augment | None = None,
+        seed: int = 0,
         progress: bool = True,
     ) -> None:
-        self.dataset = dataset
+        if mode not in INPUT_MODES:
+            raise ConfigError(f"input mode must be one of {INPUT_MODES}, got '{mode}'")
+        if augment is not None and mode == "cached":
+            raise ConfigError("augmentation needs input mode 'online': cached embeddings cannot be augmented")
+        if mode == "cached" and cache is None:
+            raise ConfigError("input mode 'cached' needs an embedding cache")
+        self.dataset, self.model, self.cache = dataset, model, cache
         self.preprocessing = model.preprocessing
-        self.cache = cache
-        self.box_jitter = box_jitter
-        self.items: list[tuple[str, int, np.ndarray, str]] = []  # (embedding key, object index, mask, key)
-        for index in tqdm(range(len(dataset)), desc="embeddings", unit="img", disable=not progress):
+        self.mode, self.box_jitter, self.augment, self.seed = mode, box_jitter, augment, seed
+        self.keys: dict[int, str] = {}  # image index -> embedding key
+        self.items: list[tuple[int, int, str]] = []  # (image index, object index, object key)
+        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        shared = cache is not None and cache.directory is not None
+        bar = tqdm(range(len(dataset)), desc=f"{mode} samples", unit="img", disable=not progress or rank > 0)
+        for index in bar:
             item = dataset[index]
-            if not item.objects:
-                continue
-            key, _ = cache.get_with_key(model, item.image)
-            for obj, mask in zip(item.objects, item.masks, strict=True):
-                self.items.append((key, index, mask, obj.key))
+            self.items += [(index, k, obj.key) for k, obj in enumerate(item.objects)]
+            if mode == "cached" and item.objects and (not shared or index % world == rank):
+                self.keys[index], _ = cache.get_with_key(model, item.image)  # ranks share the work
+        if mode == "cached" and shared and world > 1:
+            dist.barrier()
+            for index in range(len(dataset)):
+                if index not in self.keys and self.dataset[index].objects:
+                    self.keys[index] = cache.key(model, self.dataset[index].image)
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def _box(self, mask: np.ndarray) -> np.ndarray:
-        box = np.asarray(tight_box(mask))
-        if self.box_jitter > 0:
-            shift = torch.randint(-self.box_jitter, self.box_jitter + 1, (4,)).numpy()
-            h, w = mask.shape
-            box = box + shift
-            box = np.clip(box, 0, [w - 1, h - 1, w - 1, h - 1])
-            box = np.concatenate([np.minimum(box[:2], box[2:]), np.maximum(box[:2], box[2:])])
-        return self.preprocessing.boxes_to_model(box[None], mask.shape)[0]
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        key, _, mask, object_key = self.items[index]
-        embedding = self.cache.load(key)
-        if embedding is None:
-            raise RuntimeError(f"embedding {key} vanished from the cache during training")
-        return {
-            "embedding": embedding,
-            "box": torch.as_tensor(self._box(mask), dtype=torch.float32),
-            "mask": self.preprocessing.mask_to_model(mask),
-            "gt": torch.from_numpy(mask),
-            "object_key": object_key,
-        }
+    def __getitem__(self, position: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, index = position if isinstance(position, tuple) else (0, position)
+        image_index, object_index, object_key = self.items[index]
+        rng = np.random.default_rng([self.seed, epoch, index])
+        item = self.dataset[image_index]
+        image, mask = item.image, item.masks[object_index]
+        if self.augment is not None:
+            image, masks = self.augment(image, mask[None], rng)
+            mask = masks[0]
+        sample: dict[str, Any] = {}
+        if self.mode == "cached":
+            embedding = self.cache.load(self.keys[image_index])
+            if embedding is None:
+                raise RuntimeError(f"embedding of image {item.record.image_id} vanished from the cache")
+            sample["embedding"] = embedding
+        else:
+            sample["image"] = self.preprocessing.image_to_tensor(image)
+        if mask.any():
+            box = jitter_box(np.asarray(tight_box(mask)), self.box_jitter, mask.shape, rng)
+        else:  # augmentation moved the object out of the image: an empty target with a whole-image box
+            box = np.array([0.0, 0.0, mask.shape[1] - 1, mask.shape[0] - 1])
+        sample["box"] = torch.as_tensor(self.preprocessing.boxes_to_model(box[None], mask.shape)[0], dtype=torch.float32)
+        sample["mask"] = self.preprocessing.mask_to_model(mask)
+        sample["gt"] = torch.from_numpy(np.ascontiguousarray(mask))
+        sample["object_key"] = object_key
+        return sample
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
