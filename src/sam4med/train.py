@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch.distributed as dist
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -15,13 +17,38 @@ from sam4med.run import check_required
 log = logging.getLogger("sam4med")
 
 
+def git_commit() -> str:
+    """The source tree's commit (with ``+dirty`` for uncommitted changes), or ``unknown``."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True)
+        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def resolve_resume(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """``last`` means this run folder's ``checkpoints/last.ckpt`` if it exists (else a fresh start)."""
+    if ckpt_path != "last":
+        return ckpt_path
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        log.info("resuming from %s", last)
+        return str(last)
+    log.info("no %s yet: starting from the beginning", last)
+    return None
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the mask decoder as configured; returns the trainer's final metrics."""
     check_required(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    run_config["git_commit"] = git_commit()
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_config))
 
     model = instantiate(cfg.model)
     cache = instantiate(cfg.embeddings)
@@ -30,10 +57,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.attach(model, cache)
     datamodule.save_split(output_dir / "split.csv")
     module = instantiate(cfg.module, model=model)
+    module.run_config = run_config
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    for logger in loggers:
+        logger.log_hyperparams(run_config)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg.get("ckpt_path"), output_dir))
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     log.info(cache.stats())
     return {k: float(v) for k, v in trainer.callback_metrics.items()}

@@ -54,6 +54,7 @@ class DecoderFineTuner(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.multimask = multimask
         self.dice_weight, self.bce_weight, self.iou_weight = dice_weight, bce_weight, iou_weight
+        self.run_config: dict[str, Any] = {}  # the resolved run config, saved into checkpoints
         self.base_weights = {
             "image_encoder": model.module_hash(model.image_encoder),
             "prompt_encoder": model.module_hash(model.prompt_encoder),
@@ -142,6 +143,7 @@ class DecoderFineTuner(pl.LightningModule):
             "backbone": self.model.name,
             "base_weights": self.base_weights,
             "weights_source": self.model.weights_source,
+            "config": self.run_config,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

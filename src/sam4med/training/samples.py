@@ -125,7 +125,9 @@ class DecoderSamples(Dataset):
             box = jitter_box(np.asarray(tight_box(mask)), self.box_jitter, mask.shape, rng)
         else:  # augmentation moved the object out of the image: an empty target with a whole-image box
             box = np.array([0.0, 0.0, mask.shape[1] - 1, mask.shape[0] - 1])
-        sample["box"] = torch.as_tensor(self.preprocessing.boxes_to_model(box[None], mask.shape)[0], dtype=torch.float32)
+        sample["box"] = torch.as_tensor(
+            self.preprocessing.boxes_to_model(box[None], mask.shape)[0], dtype=torch.float32
+        )
         sample["mask"] = self.preprocessing.mask_to_model(mask)
         sample["gt"] = torch.from_numpy(np.ascontiguousarray(mask))
         sample["object_key"] = object_key
