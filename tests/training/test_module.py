@@ -73,3 +73,26 @@ def test_multimask_training_trains_three_outputs(synthetic_root):
     batch = next(iter(loader(synthetic_root, model)))
     logits, ious = module(batch["embedding"], batch["box"])
     assert logits.shape[1] == 3 and ious.shape[1] == 3
+
+
+def test_online_mode_encodes_like_the_cache(synthetic_root):
+    model = build_tiny()
+    module = make_module(model)
+    dataset = CosmosDataset(synthetic_root)
+    cached = DecoderSamples(dataset, model, EmbeddingCache(None), mode="cached", box_jitter=3, progress=False)
+    online = DecoderSamples(dataset, model, None, mode="online", box_jitter=3, progress=False)
+    a, b = collate([cached[(1, 0)], cached[(1, 1)]]), collate([online[(1, 0)], online[(1, 1)]])
+    assert "image" in b and "embedding" not in b
+    assert torch.equal(a["box"], b["box"])  # jitter drawn from (seed, epoch, index) only
+    torch.testing.assert_close(module.embeddings(a), module.embeddings(b))
+    loss_a, _ = module._loss(*module(module.embeddings(a), a["box"]), a)
+    loss_b, _ = module._loss(*module(module.embeddings(b), b["box"]), b)
+    torch.testing.assert_close(loss_a, loss_b)
+
+
+def test_jitter_changes_with_epoch_not_with_call(synthetic_root):
+    model = build_tiny()
+    samples = DecoderSamples(CosmosDataset(synthetic_root), model, EmbeddingCache(None), box_jitter=4, progress=False)
+    assert torch.equal(samples[(0, 3)]["box"], samples[(0, 3)]["box"])
+    boxes = {tuple(samples[(epoch, 3)]["box"].tolist()) for epoch in range(6)}
+    assert len(boxes) > 1

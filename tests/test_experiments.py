@@ -1,0 +1,23 @@
+"""Every experiment config composes and smoke-runs (shrunk to the tiny model and synthetic data)."""
+
+import pytest
+
+from sam4med.train import train
+from tests.helpers import CONF, compose_config
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+SHRINK = ["model=tiny", "dataset=synthetic", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+          "callbacks.before_after.overlays=1"]
+
+
+def test_there_are_experiments():
+    assert {"quick", "paper"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_smoke_runs(tmp_path, experiment):
+    cfg = compose_config("train", tmp_path, [f"experiment={experiment}", *SHRINK])
+    assert cfg.experiment_name == experiment
+    metrics = train(cfg)
+    assert "val/dice" in metrics
+    assert (tmp_path / "run" / "results" / "comparison.md").is_file()
