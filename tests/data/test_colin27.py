@@ -48,3 +48,18 @@ def test_second_call_reuses_the_folder(colin27_root):
     before = {p: p.stat().st_mtime_ns for p in colin27_root.rglob("*.png")}
     Colin27AAL()(colin27_root)
     assert before == {p: p.stat().st_mtime_ns for p in colin27_root.rglob("*.png")}
+
+
+def test_summary_matches_the_atlas(colin27_root):
+    from sam4med.data.summary import summarize
+
+    aal = np.asarray(nib.as_closest_canonical(nib.load(MRICRON_DIR / "aal.nii.gz")).dataobj)
+    names = read_aal_names(MRICRON_DIR / "aal.nii.txt")
+    kept = [r.slice_index for r in read_manifest(colin27_root)]
+    summary = summarize(colin27_root)
+    assert summary.images == 56 and summary.sizes == {"217x181": 56}
+    for name in SUBCORTICAL:
+        slices = sum(1 for z in kept if (aal[:, :, z] == names[name]).any())
+        assert summary.objects[name] == (slices, slices), name
+    assert summary.objects["Brain"] == (56, 56)
+    assert set(summary.targets) == {f"{n}-T1W MRI" for n in (*SUBCORTICAL, "Brain")}

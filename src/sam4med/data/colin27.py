@@ -1,11 +1,12 @@
 """Prepare the Colin27 T1 MRI with the AAL atlas (Debian package ``mricron-data``) as a COSMOS dataset.
 
-Axial slices of ``ch2.nii.gz`` (181 x 217 x 181, 1 mm, RAS). The ``structures`` label map holds the
-chosen AAL structures, renumbered 1..N in the order given; the ``brain`` label map holds the brain
-(``ch2bet.nii.gz`` > 0, holes filled per slice). As in the COSMOS study a slice is kept only if the
-sum of its label values (of the ``structures`` map, after renumbering) is greater than 50, and each
-kept slice is min-max normalised to 0..255. Images are shown with anterior up and the subject's
-right on the image's right (neurological view).
+Slices (axial by default) of ``ch2.nii.gz`` (181 x 217 x 181, 1 mm, RAS). The ``structures`` label map
+holds the chosen AAL structures, renumbered 1..N in the order given; the ``brain`` label map holds the
+brain (``ch2bet.nii.gz`` > 0, holes filled per slice). As in the COSMOS study a slice is kept only if
+the sum of its label values (of the ``structures`` map, after renumbering) is greater than 50, and each
+kept slice is min-max normalised to 0..255. Images are shown with anterior (or superior) up and the
+subject's right on the image's right (neurological view); see :mod:`sam4med.data.prepare.volumes`,
+which does the slicing and writing.
 """
 
 from __future__ import annotations
@@ -14,22 +15,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage
-from tqdm import tqdm
 
-from sam4med.data.format import (
-    DatasetInfo,
-    ImageRecord,
-    LabelMap,
-    image_path,
-    label_path,
-    save_png,
-    write_info,
-    write_manifest,
-)
-from sam4med.errors import DataError
+from sam4med.data.format import DatasetInfo, LabelMap
+from sam4med.data.prepare.intensity import minmax_uint8  # noqa: F401  (kept importable from here)
+from sam4med.data.prepare.labels import LabelSpec
+from sam4med.data.prepare.rules import SliceRules
+from sam4med.data.prepare.volumes import PLANES, Volume, load_nifti, plane_slice, write_volume
+from sam4med.data.prepare.writer import DatasetWriter, Input, is_complete, report, run_inputs
+from sam4med.errors import ConfigError, DataError
 
 MRICRON_DIR = Path("/usr/share/mricron/templates")
 SUBCORTICAL = (
@@ -41,6 +36,8 @@ MODALITY = "T1W MRI"
 
 def read_aal_names(path: Path) -> dict[str, int]:
     """AAL object name -> label value, from ``aal.nii.txt`` (lines ``<value> <name> <code>``)."""
+    if not Path(path).is_file():
+        raise DataError(f"{path}: missing; install Debian's mricron-data (make does it as root)")
     names = {}
     for line in Path(path).read_text().splitlines():
         parts = line.split()
@@ -49,24 +46,18 @@ def read_aal_names(path: Path) -> dict[str, int]:
     return names
 
 
-def _load_ras(path: Path) -> nib.Nifti1Image:
+def _load(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     if not path.is_file():
         raise DataError(f"{path}: missing; install Debian's mricron-data (make does it as root)")
-    return nib.as_closest_canonical(nib.load(path))
+    return load_nifti(path)
 
 
-def minmax_uint8(array: np.ndarray) -> np.ndarray:
-    """Min-max normalise to 0..255 uint8; a constant slice becomes all zeros."""
-    array = array.astype(np.float64)
-    low, high = float(array.min()), float(array.max())
-    if high <= low:
-        return np.zeros(array.shape, dtype=np.uint8)
-    return np.round((array - low) / (high - low) * 255).astype(np.uint8)
-
-
-def _view(axial: np.ndarray) -> np.ndarray:
-    """RAS axial slice indexed [x, y] -> image rows = posterior..anterior flipped (anterior up)."""
-    return np.ascontiguousarray(np.rot90(axial))
+def fill_per_slice(mask: np.ndarray, axis: int) -> np.ndarray:
+    """Fill the holes of a 3D bool mask slice by slice along ``axis`` (uint8 0/1)."""
+    filled = np.zeros(mask.shape, dtype=np.uint8)
+    for index in range(mask.shape[axis]):
+        plane_slice(filled, index, axis)[...] = ndimage.binary_fill_holes(plane_slice(mask, index, axis))
+    return filled
 
 
 class Colin27AAL:
@@ -78,6 +69,8 @@ class Colin27AAL:
         min_label_sum: keep a slice only if the sum of its structure label values exceeds this.
         source_dir: where ``ch2.nii.gz``, ``ch2bet.nii.gz``, ``aal.nii.gz`` and ``aal.nii.txt`` lie.
         every_nth_slice: keep every n-th qualifying slice (1 = all), to make small datasets.
+        plane: ``axial`` (default), ``coronal`` or ``sagittal``.
+        min_object_area, max_components: exclusion rules (0 = off; see :mod:`sam4med.data.prepare.rules`).
     """
 
     def __init__(
@@ -88,55 +81,67 @@ class Colin27AAL:
         min_label_sum: int = 50,
         source_dir: str | Path = MRICRON_DIR,
         every_nth_slice: int = 1,
+        plane: str = "axial",
+        min_object_area: int = 0,
+        max_components: int = 0,
     ) -> None:
+        if plane not in PLANES:
+            raise ConfigError(f"plane must be one of {sorted(PLANES)}, got '{plane}'")
+        if not structures or len(set(structures)) != len(structures):
+            raise ConfigError(f"structures must name distinct AAL structures, got {list(structures)}")
         self.structures = tuple(structures)
         self.include_brain = include_brain
-        self.min_label_sum = min_label_sum
+        self.rules = SliceRules.build(min_label_sum, ["structures"], min_object_area, max_components)
         self.source_dir = Path(source_dir)
         self.every_nth_slice = every_nth_slice
+        self.plane = plane
+
+    def settings(self) -> dict:
+        """Plain-data settings (recorded in dataset.yaml, compared when a run resumes)."""
+        return {
+            "kind": "colin27_aal", "structures": list(self.structures), "include_brain": self.include_brain,
+            "source_dir": str(self.source_dir), "every_nth_slice": self.every_nth_slice, "plane": self.plane,
+            "rules": self.rules.to_config(), "intensity": {"mode": "minmax", "window": None},
+        }  # fmt: skip
+
+    def _volume(self) -> tuple[Volume, list[LabelSpec]]:
+        names = read_aal_names(self.source_dir / "aal.nii.txt")
+        unknown = [s for s in self.structures if s not in names]
+        if unknown:
+            raise ConfigError(f"{self.source_dir / 'aal.nii.txt'}: no AAL structures named {unknown}")
+        t1_file, aal_file = self.source_dir / "ch2.nii.gz", self.source_dir / "aal.nii.gz"
+        image, zooms = _load(t1_file)
+        aal, _ = _load(aal_file)
+        if image.shape != aal.shape:
+            raise DataError(f"{self.source_dir}: ch2 {image.shape} and aal {aal.shape} are not on one grid")
+        specs = [LabelSpec("structures", objects={names[s]: s for s in self.structures}, drop_unnamed=True)]
+        labels, files = {"structures": aal}, {"structures": str(aal_file)}
+        if self.include_brain:
+            bet_file = self.source_dir / "ch2bet.nii.gz"
+            labels["brain"] = fill_per_slice(_load(bet_file)[0] > 0, PLANES[self.plane])
+            files["brain"] = str(bet_file)
+            specs.append(LabelSpec("brain", objects={1: "Brain"}))
+        volume = Volume("colin27", "colin27", MODALITY, image, labels, zooms, str(t1_file), files)
+        return volume, specs
 
     def __call__(self, root: str | Path) -> Path:
         """Prepare into ``root`` unless it is complete already; returns ``root``."""
         root = Path(root)
-        if (root / ".complete").is_file():
+        if is_complete(root):
             return root
         start = time.perf_counter()
-        names = read_aal_names(self.source_dir / "aal.nii.txt")
-        unknown = [s for s in self.structures if s not in names]
-        if unknown:
-            raise DataError(f"{self.source_dir / 'aal.nii.txt'}: no AAL structures named {unknown}")
-        t1 = _load_ras(self.source_dir / "ch2.nii.gz")
-        atlas = _load_ras(self.source_dir / "aal.nii.gz")
-        image = np.asarray(t1.dataobj)
-        aal = np.asarray(atlas.dataobj).astype(np.int32)
-        if image.shape != aal.shape:
-            raise DataError(f"{self.source_dir}: ch2 {image.shape} and aal {aal.shape} are not on one grid")
-        structures = np.zeros(aal.shape, dtype=np.uint8)
-        for new_value, name in enumerate(self.structures, start=1):
-            structures[aal == names[name]] = new_value
-        brain = None
-        if self.include_brain:
-            brain = np.asarray(_load_ras(self.source_dir / "ch2bet.nii.gz").dataobj) > 0
+        volume, specs = self._volume()
+        writer = DatasetWriter(root, self.settings())
 
-        spacing = tuple(float(z) for z in t1.header.get_zooms()[:2])
-        kept = [z for z in range(image.shape[2]) if int(structures[:, :, z].sum()) > self.min_label_sum]
-        kept = kept[:: self.every_nth_slice]
-        records = []
-        for z in tqdm(kept, desc="colin27 slices", unit="slice"):
-            image_id = f"colin27_z{z:03d}"
-            if not image_path(root, image_id).is_file():
-                save_png(label_path(root, "structures", image_id), _view(structures[:, :, z]))
-                if brain is not None:
-                    filled = ndimage.binary_fill_holes(brain[:, :, z])
-                    save_png(label_path(root, "brain", image_id), _view(filled.astype(np.uint8)))
-                # the image is written last: its presence marks the slice as done
-                save_png(image_path(root, image_id), minmax_uint8(_view(image[:, :, z])))
-            # view is rot90 of [x, y]: image columns run along x, rows along y
-            records.append(ImageRecord(image_id, "colin27", z, MODALITY, (spacing[0], spacing[1])))
+        def process(item: Input, out: DatasetWriter):
+            return write_volume(
+                volume, specs, out, plane=self.plane, rules=self.rules, every_nth_slice=self.every_nth_slice
+            )
+
+        parts = run_inputs(writer, [Input("colin27", volume.file)], process, desc="colin27 volume", unit="volume")
         maps = [LabelMap("structures", {i: n for i, n in enumerate(self.structures, start=1)})]
-        if brain is not None:
+        if self.include_brain:
             maps.append(LabelMap("brain", {1: "Brain"}))
-        write_info(root, DatasetInfo(name="colin27_aal", label_maps=tuple(maps)))
-        write_manifest(root, records)
-        (root / ".complete").write_text(f"{len(records)} images in {time.perf_counter() - start:.1f} s\n")
+        writer.finish(DatasetInfo("colin27_aal", tuple(maps), preparation=self.settings()), parts)
+        report(root, parts, start)
         return root

@@ -1,4 +1,6 @@
-"""Read a COSMOS-style dataset folder as (image, object) samples."""
+"""Read a COSMOS-style dataset folder: per image (:class:`CosmosDataset`, all objects of an image at
+once) or per (image, object) (:class:`CosmosObjectDataset`, the unit of the COSMOS evaluation).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from sam4med.data.format import (
     DatasetInfo,
     ImageRecord,
+    check_objects,
     image_path,
     label_path,
+    load_png,
+    load_rgb,
+    read_info,
+    read_manifest,
 )
-from sam4med.data.format import load_png, load_rgb, read_info, read_manifest
 from sam4med.errors import DataError
 
 
@@ -75,6 +82,7 @@ class CosmosDataset:
         if image_ids is not None:
             wanted = set(image_ids)
             records = [r for r in records if r.image_id in wanted]
+        check_objects(records, self.info, self.root)
         self.records: list[ImageRecord] = records
         self.min_object_area = min_object_area
 
@@ -92,12 +100,10 @@ class CosmosDataset:
             raise DataError(f"{path}: label size {labels.shape} differs from image size {shape}")
         return labels
 
-    def __getitem__(self, index: int) -> ImageItem:
-        record = self.records[index]
-        image = load_rgb(image_path(self.root, record.image_id))
+    def _objects(self, record: ImageRecord, shape: tuple[int, int]) -> tuple[list[ObjectRef], list[np.ndarray]]:
         objects, masks = [], []
         for label_map in self.info.label_maps:
-            labels = self._label_map(label_map.name, record, image.shape[:2])
+            labels = self._label_map(label_map.name, record, shape)
             for value in np.unique(labels):
                 if value == 0:
                     continue
@@ -119,5 +125,81 @@ class CosmosDataset:
                     )
                 )
                 masks.append(mask)
+        return objects, masks
+
+    def __getitem__(self, index: int) -> ImageItem:
+        record = self.records[index]
+        image = load_rgb(image_path(self.root, record.image_id))
+        objects, masks = self._objects(record, image.shape[:2])
         stacked = np.stack(masks) if masks else np.zeros((0, *image.shape[:2]), dtype=bool)
         return ImageItem(record=record, image=image, objects=tuple(objects), masks=stacked)
+
+    def object_refs(self, index: int) -> tuple[ObjectRef, ...]:
+        """The objects of image ``index`` (reads its label maps and the image size, not its pixels)."""
+        record = self.records[index]
+        path = image_path(self.root, record.image_id)
+        try:
+            with Image.open(path) as img:
+                shape = (img.height, img.width)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise DataError(f"{path}: cannot read image ({exc})") from exc
+        return tuple(self._objects(record, shape)[0])
+
+    def mask(self, ref: ObjectRef) -> np.ndarray:
+        """H x W bool mask of one object."""
+        labels = load_png(label_path(self.root, ref.label_map, ref.image_id))
+        return labels == ref.label_value
+
+
+@dataclass(frozen=True)
+class ObjectSample:
+    """One object of one image, the unit of the COSMOS evaluation.
+
+    Attributes:
+        ref: which object (image id, label map, value, object name, modality).
+        image: H x W x 3 uint8 RGB.
+        mask: H x W bool ground truth.
+        spacing: (X, Y) mm per pixel, or None when unknown.
+    """
+
+    ref: ObjectRef
+    image: np.ndarray
+    mask: np.ndarray
+    spacing: tuple[float, float] | None
+
+    @property
+    def object_name(self) -> str:
+        """Object name (e.g. ``Thalamus_L``)."""
+        return self.ref.object_name
+
+    @property
+    def modality(self) -> str:
+        """Modality (e.g. ``T1W MRI``)."""
+        return self.ref.modality
+
+    @property
+    def image_id(self) -> str:
+        """Image id in the manifest."""
+        return self.ref.image_id
+
+
+class CosmosObjectDataset:
+    """One sample per (image, object) of a :class:`CosmosDataset`, in image order then object order.
+
+    The index is built once by reading every label map (not the image pixels).
+    """
+
+    def __init__(self, images: CosmosDataset) -> None:
+        self.images = images
+        self.index: list[tuple[int, ObjectRef]] = [
+            (i, ref) for i in range(len(images)) for ref in images.object_refs(i)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, position: int) -> ObjectSample:
+        image_index, ref = self.index[position]
+        record = self.images.records[image_index]
+        image = load_rgb(image_path(self.images.root, record.image_id))
+        return ObjectSample(ref=ref, image=image, mask=self.images.mask(ref), spacing=record.spacing)

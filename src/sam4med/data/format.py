@@ -2,21 +2,31 @@
 
 A dataset folder holds::
 
-    dataset.yaml              name, and the label maps: for each, its name and label value -> object
-    manifest.csv              one row per image: image_id, source, slice_index, modality, spacing_x, spacing_y
+    dataset.yaml              name, the label maps (for each, its name and label value -> object name),
+                              and, for a prepared folder, the preparation settings
+    manifest.csv              one row per image (columns below)
     images/<image_id>.png     grey (H x W) or RGB (H x W x 3) uint8
     labels/<map>/<image_id>.png  uint8 label map per label map, H x W, 0 = background
+    skipped.csv               (prepared folders) input files, slices and objects left out, and why
+
+Manifest columns: ``image_id, source, slice_index, modality, spacing_x, spacing_y`` are required
+(spacing may be empty); prepared folders add ``height, width, source_file, objects``, where
+``objects`` lists the label values present in the image as ``<map>:<value>=<name>`` joined by ``;``
+(e.g. ``structures:1=Thalamus_L;brain:1=Brain``).
 
 Several label maps let objects overlap (the brain contains the thalamus). ``source`` is the volume or
 patient an image came from (splits never divide a source unless a dataset has too few sources);
-``slice_index`` is -1 for a 2D image. Spacing is in mm per pixel (X, Y) or empty when unknown.
+``slice_index`` is -1 for a 2D image (or the tile index of a tiled one). Spacing is in mm per pixel
+(X = along image columns, Y = along image rows) or empty when unknown.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +36,7 @@ from PIL import Image
 from sam4med.errors import DataError
 
 MANIFEST_COLUMNS = ("image_id", "source", "slice_index", "modality", "spacing_x", "spacing_y")
+PREPARED_COLUMNS = ("height", "width", "source_file", "objects")
 
 
 @dataclass(frozen=True)
@@ -38,32 +49,77 @@ class LabelMap:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """Contents of ``dataset.yaml``."""
+    """Contents of ``dataset.yaml``; ``preparation`` records how a prepared folder was made."""
 
     name: str
     label_maps: tuple[LabelMap, ...]
+    preparation: Mapping | None = None
 
     def to_yaml(self) -> dict:
         """Plain-data form written to ``dataset.yaml``."""
-        return {
+        data: dict = {
             "name": self.name,
             "label_maps": [{"name": m.name, "objects": dict(m.objects)} for m in self.label_maps],
         }
+        if self.preparation:
+            data["preparation"] = dict(self.preparation)
+        return data
+
+    def label_map(self, name: str) -> LabelMap:
+        """The label map called ``name``."""
+        for m in self.label_maps:
+            if m.name == name:
+                return m
+        raise DataError(f"dataset '{self.name}' has no label map '{name}'")
+
+
+@dataclass(frozen=True)
+class ObjectEntry:
+    """A label value present in an image, as listed in the manifest's ``objects`` column."""
+
+    label_map: str
+    value: int
+    name: str
+
+
+def format_objects(entries: tuple[ObjectEntry, ...]) -> str:
+    """``objects`` column text: ``<map>:<value>=<name>`` joined by ``;``."""
+    return ";".join(f"{e.label_map}:{e.value}={e.name}" for e in entries)
+
+
+def parse_objects(text: str, where: str) -> tuple[ObjectEntry, ...]:
+    """Inverse of :func:`format_objects`; ``where`` names the file and line in errors."""
+    entries = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        head, sep, name = part.partition("=")
+        label_map, colon, value = head.partition(":")
+        if not sep or not colon or not value.strip().isdigit() or not name:
+            raise DataError(f"{where}: objects entry '{part}' is not '<map>:<value>=<name>'")
+        entries.append(ObjectEntry(label_map.strip(), int(value), name))
+    return tuple(entries)
 
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One manifest row."""
+    """One manifest row.
+
+    ``spacing`` is (X, Y) in mm per pixel; ``size`` is (H, W) in pixels; ``objects`` the label values
+    present (both filled in by the preparers, optional in a user's folder).
+    """
 
     image_id: str
     source: str
     slice_index: int
     modality: str
     spacing: tuple[float, float] | None
+    size: tuple[int, int] | None = None
+    source_file: str = ""
+    objects: tuple[ObjectEntry, ...] = field(default=())
 
     def to_row(self) -> dict[str, str]:
         """CSV row of the manifest."""
         sx, sy = self.spacing if self.spacing else ("", "")
+        h, w = self.size if self.size else ("", "")
         return {
             "image_id": self.image_id,
             "source": self.source,
@@ -71,6 +127,10 @@ class ImageRecord:
             "modality": self.modality,
             "spacing_x": str(sx),
             "spacing_y": str(sy),
+            "height": str(h),
+            "width": str(w),
+            "source_file": self.source_file,
+            "objects": format_objects(self.objects),
         }
 
 
@@ -95,7 +155,8 @@ def read_info(root: Path) -> DatasetInfo:
             LabelMap(name=str(m["name"]), objects={int(k): str(v) for k, v in m["objects"].items()})
             for m in raw["label_maps"]
         )
-        info = DatasetInfo(name=str(raw["name"]), label_maps=maps)
+        preparation = raw.get("preparation")
+        info = DatasetInfo(name=str(raw["name"]), label_maps=maps, preparation=preparation or None)
     except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DataError(f"{path}: not a valid dataset description ({exc!r})") from exc
     for m in info.label_maps:
@@ -117,56 +178,84 @@ def _spacing(row: dict[str, str], path: Path, line: int) -> tuple[float, float] 
     return sx, sy
 
 
+def _int(row: dict[str, str], column: str, default: int | None, path: Path, line: int) -> int | None:
+    text = (row.get(column) or "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise DataError(f"{path}:{line}: {column} '{text}' is not an integer") from exc
+
+
+def _record(root: Path, row: dict[str, str], path: Path, line: int) -> ImageRecord:
+    image_id = row["image_id"] or ""
+    if not image_id or "/" in image_id or "\\" in image_id or image_id.startswith("."):
+        raise DataError(f"{path}:{line}: image_id '{image_id}' must be a plain file stem inside the folder")
+    if not image_path(root, image_id).is_file():
+        raise DataError(f"{path}:{line}: names {image_path(root, image_id)}, which does not exist")
+    height, width = _int(row, "height", None, path, line), _int(row, "width", None, path, line)
+    return ImageRecord(
+        image_id=image_id,
+        source=row["source"],
+        slice_index=_int(row, "slice_index", -1, path, line),
+        modality=row["modality"],
+        spacing=_spacing(row, path, line),
+        size=(height, width) if height and width else None,
+        source_file=row.get("source_file") or "",
+        objects=parse_objects(row.get("objects") or "", f"{path}:{line}"),
+    )
+
+
 def read_manifest(root: Path) -> list[ImageRecord]:
-    """Read ``manifest.csv``; every image it names must exist inside the folder."""
+    """Read ``manifest.csv``; every image it names must exist inside the folder, and ids must be unique."""
     root = Path(root)
     path = root / "manifest.csv"
     if not path.is_file():
         raise DataError(f"{path}: missing; a dataset folder needs manifest.csv")
-    records = []
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        absent = [c for c in ("image_id", "source", "modality") if c not in (reader.fieldnames or [])]
-        if absent:
-            raise DataError(f"{path}: missing columns {absent}")
-        for line, row in enumerate(reader, start=2):
-            image_id = row["image_id"]
-            if not image_id or "/" in image_id or "\\" in image_id or image_id.startswith("."):
-                raise DataError(f"{path}:{line}: image_id '{image_id}' must be a plain file stem inside the folder")
-            if not image_path(root, image_id).is_file():
-                raise DataError(f"{path}:{line}: names {image_path(root, image_id)}, which does not exist")
-            records.append(
-                ImageRecord(
-                    image_id=image_id,
-                    source=row["source"],
-                    slice_index=int(row.get("slice_index") or -1),
-                    modality=row["modality"],
-                    spacing=_spacing(row, path, line),
-                )
-            )
+    records, seen = [], set()
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            absent = [c for c in ("image_id", "source", "modality") if c not in (reader.fieldnames or [])]
+            if absent:
+                raise DataError(f"{path}: missing columns {absent}")
+            for line, row in enumerate(reader, start=2):
+                record = _record(root, row, path, line)
+                if record.image_id in seen:
+                    raise DataError(f"{path}:{line}: image_id '{record.image_id}' is listed twice")
+                seen.add(record.image_id)
+                records.append(record)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from exc
     if not records:
         raise DataError(f"{path}: lists no images")
     return records
 
 
 def write_manifest(root: Path, records: list[ImageRecord]) -> None:
-    """Write ``manifest.csv`` atomically."""
+    """Write ``manifest.csv`` atomically, with the prepared-folder columns."""
     path = Path(root) / "manifest.csv"
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS + PREPARED_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for record in records:
             writer.writerow(record.to_row())
     tmp.replace(path)
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically (a half-written file never has the final name)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_info(root: Path, info: DatasetInfo) -> None:
     """Write ``dataset.yaml`` atomically."""
-    path = Path(root) / "dataset.yaml"
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(info.to_yaml(), sort_keys=False))
-    tmp.replace(path)
+    write_text(Path(root) / "dataset.yaml", yaml.safe_dump(info.to_yaml(), sort_keys=False))
 
 
 def save_png(path: Path, array: np.ndarray) -> None:
@@ -197,3 +286,17 @@ def load_rgb(path: Path) -> np.ndarray:
     if array.ndim == 3 and array.shape[2] in (3, 4):
         return np.ascontiguousarray(array[:, :, :3])
     raise DataError(f"{path}: unsupported image shape {array.shape}")
+
+
+def check_objects(records: list[ImageRecord], info: DatasetInfo, root: Path) -> None:
+    """Every manifest ``objects`` entry must name a label value of dataset.yaml with the same object name."""
+    names = {(m.name, v): n for m in info.label_maps for v, n in m.objects.items()}
+    for record in records:
+        for entry in record.objects:
+            known = names.get((entry.label_map, entry.value))
+            if known != entry.name:
+                expected = f"'{known}'" if known else "no object"
+                raise DataError(
+                    f"{Path(root) / 'manifest.csv'}: image '{record.image_id}' lists {entry.label_map}:{entry.value}="
+                    f"{entry.name}, but dataset.yaml gives {expected} for it"
+                )

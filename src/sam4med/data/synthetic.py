@@ -2,7 +2,10 @@
 
 Each image holds bright shapes on a textured background: a disc, a ring (its centre of mass lies
 outside it), a two-part object, a thin bar, and in every third image a disc cut by the image border.
-Objects are named by shape; images are spread over ``sources`` volumes and ``modalities``.
+Objects are named by shape. Images are spread over ``sources`` volumes (slice order kept) and take the
+``modalities`` in turn, as the sequences of a multi-parametric study would; the k-th modality looks
+different: k = 0, 3, ... bright shapes on grey, k = 1, 4, ... inverted (dark shapes on a bright
+background), k = 2, 5, ... colour (RGB).
 """
 
 from __future__ import annotations
@@ -12,16 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sam4med.data.format import (
-    DatasetInfo,
-    ImageRecord,
-    LabelMap,
-    image_path,
-    label_path,
-    save_png,
-    write_info,
-    write_manifest,
-)
+from sam4med.data.format import DatasetInfo, ImageRecord, LabelMap
+from sam4med.data.prepare.labels import LabelSpec, remap
+from sam4med.data.prepare.rules import SliceRules
+from sam4med.data.prepare.slices import clean_labels, emit
+from sam4med.data.prepare.writer import DatasetWriter, Input, Part, is_complete, run_inputs
 
 SHAPES = {1: "Disc", 2: "Ring", 3: "TwoPart", 4: "Bar", 5: "BorderDisc"}
 
@@ -51,6 +49,16 @@ def synthetic_image(size: tuple[int, int], rng: np.random.Generator, index: int)
     return np.clip(image, 0, 255).astype(np.uint8), labels
 
 
+def styled(image: np.ndarray, style: int) -> np.ndarray:
+    """The grey H x W uint8 ``image`` in the look of modality number ``style`` (see the module docstring)."""
+    if style % 3 == 1:
+        return 255 - image
+    if style % 3 == 2:
+        tint = np.array([1.0, 0.55, 0.75])
+        return np.clip(image[:, :, None] * tint + np.array([0, 30, 10]), 0, 255).astype(np.uint8)
+    return image
+
+
 class SyntheticShapes:
     """Writes a synthetic dataset folder (deterministic for a given seed) unless it is complete.
 
@@ -58,7 +66,7 @@ class SyntheticShapes:
         n_images: number of images.
         size: (H, W) of every image.
         sources: number of source volumes the images are spread over (slice order kept).
-        modalities: modality names, assigned per source in turn.
+        modalities: modality names, taken by the images in turn.
         seed: random seed.
     """
 
@@ -74,24 +82,35 @@ class SyntheticShapes:
         self.n_images, self.size, self.sources = n_images, (int(size[0]), int(size[1])), sources
         self.modalities, self.seed = tuple(modalities), seed
 
-    def __call__(self, root: str | Path) -> Path:
-        """Prepare into ``root`` unless complete; returns ``root``."""
-        root = Path(root)
-        if (root / ".complete").is_file():
-            return root
+    def settings(self) -> dict:
+        """Plain-data settings (recorded in dataset.yaml, compared when a run resumes)."""
+        return {"kind": "synthetic", "n_images": self.n_images, "size": list(self.size), "sources": self.sources,
+                "modalities": list(self.modalities), "seed": self.seed}  # fmt: skip
+
+    def _write(self, item: Input, writer: DatasetWriter) -> Part:
+        spec = LabelSpec("shapes", objects=dict(SHAPES))
+        rules = SliceRules(min_label_sum=0)
         rng = np.random.default_rng(self.seed)
         records = []
         for i in range(self.n_images):
             image, labels = synthetic_image(self.size, rng, i)
-            source = i % self.sources
-            image_id = f"syn{i:04d}"
-            save_png(label_path(root, "shapes", image_id), labels)
-            save_png(image_path(root, image_id), image)
-            records.append(
-                ImageRecord(image_id, f"vol{source}", i // self.sources,
-                            self.modalities[source % len(self.modalities)], (1.0, 1.0))
-            )
-        write_info(root, DatasetInfo(name="synthetic", label_maps=(LabelMap("shapes", dict(SHAPES)),)))
-        write_manifest(root, records)
-        (root / ".complete").write_text(f"{len(records)} images\n")
+            source, k = i % self.sources, i % len(self.modalities)
+            record = ImageRecord(f"syn{i:04d}", f"vol{source}", i // self.sources, self.modalities[k], (1.0, 1.0),
+                                 source_file="generated")  # fmt: skip
+            cleaned = clean_labels({"shapes": remap(labels.astype(np.int64), spec, record.image_id)}, rules)
+            done, _ = emit(writer, record, styled(image, k), cleaned)
+            records.append(done)
+        return Part(tuple(records))
+
+    def __call__(self, root: str | Path) -> Path:
+        """Prepare into ``root`` unless complete; returns ``root``."""
+        root = Path(root)
+        if is_complete(root):
+            return root
+        writer = DatasetWriter(root, self.settings())
+        parts = run_inputs(writer, [Input("synthetic", "generated")], self._write, desc="synthetic", unit="set")
+        info = DatasetInfo(
+            name="synthetic", label_maps=(LabelMap("shapes", dict(SHAPES)),), preparation=self.settings()
+        )
+        writer.finish(info, parts)
         return root

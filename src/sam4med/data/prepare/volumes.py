@@ -1,0 +1,271 @@
+"""Prepare 3D (and 4D) NIfTI volumes as 2D slices (COSMOS section 2.2).
+
+Volumes are reoriented to RAS (``nibabel.as_closest_canonical``); slices are taken along the main
+plane (``axial`` = fixed Z, ``coronal`` = fixed Y, ``sagittal`` = fixed X) and shown with superior (or
+anterior, for axial) up and the subject's right on the image's right: a slice ``S[i, j]`` over the two
+remaining RAS axes becomes the image ``rot90(S)``, whose columns run along ``i`` and rows along ``j``
+reversed, so the pixel spacing (X, Y) is ``(zoom[i], zoom[j])``. A 4D volume (X x Y x Z x N) is N 3D
+volumes of one source; its label file is 4D with the same N or 3D and shared by all N.
+
+Image ids are ``<stem>[_v<n>]_<x|y|z><slice:03d>``. DICOM series are not read: convert them to NIfTI
+first (e.g. with ``dcm2niix``).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from sam4med.data.format import DatasetInfo, ImageRecord
+from sam4med.data.prepare.inputs import file_stem, find_inputs, label_file, safe_id, source_of
+from sam4med.data.prepare.intensity import Intensity
+from sam4med.data.prepare.labels import LabelSpec, check_values, remap, whole_numbers
+from sam4med.data.prepare.rules import SliceRules
+from sam4med.data.prepare.slices import clean_labels, emit, passes
+from sam4med.data.prepare.writer import (
+    DatasetWriter,
+    Input,
+    Part,
+    Skip,
+    is_complete,
+    label_maps_from,
+    report,
+    run_inputs,
+)
+from sam4med.errors import ConfigError, DataError
+
+PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
+_LETTER = ("x", "y", "z")
+DEFAULT_RULES = SliceRules()
+DEFAULT_INTENSITY = Intensity()
+
+
+def load_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
+    """A NIfTI file as an RAS-oriented array (X x Y x Z or X x Y x Z x N) and its voxel sizes in mm."""
+    if not Path(path).is_file():
+        raise DataError(f"{path}: missing")
+    try:
+        image = nib.as_closest_canonical(nib.load(str(path)))
+        data = np.asanyarray(image.dataobj)
+    except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
+        raise DataError(f"{path}: cannot read NIfTI ({type(exc).__name__}: {exc})") from exc
+    if data.ndim == 5 and data.shape[3] == 1:
+        data = data[:, :, :, 0, :]
+    if data.ndim not in (3, 4):
+        raise DataError(f"{path}: expected a 3D or 4D volume, got shape {data.shape}")
+    return np.asarray(data), tuple(round(float(z), 6) for z in image.header.get_zooms()[:3])
+
+
+def plane_slice(volume: np.ndarray, index: int, axis: int) -> np.ndarray:
+    """Slice ``index`` of a 3D array along ``axis`` (a view)."""
+    return volume[(slice(None),) * axis + (index,)]
+
+
+def view(slice2d: np.ndarray) -> np.ndarray:
+    """An RAS slice ``S[i, j]`` as an image: ``rot90``, so superior/anterior is up."""
+    return np.ascontiguousarray(np.rot90(slice2d))
+
+
+def _frame(array: np.ndarray, k: int) -> np.ndarray:
+    """Volume ``k`` of a 4D array; a 3D array is shared by every volume."""
+    return array[..., k] if array.ndim == 4 else array
+
+
+@dataclass(frozen=True)
+class Volume:
+    """One 3D volume with its source label volumes on the same grid.
+
+    Attributes:
+        key: image-id prefix (unique in the dataset).
+        source: volume or patient id (splits never divide it).
+        modality: e.g. ``CT``, ``T1W MRI``.
+        image: X x Y x Z intensities, RAS axes.
+        labels: label map name -> X x Y x Z source label values (any integers >= 0).
+        spacing: voxel sizes (X, Y, Z) in mm.
+        file: the image file (named in the manifest and in skips).
+        label_files: label map name -> file, named in errors.
+    """
+
+    key: str
+    source: str
+    modality: str
+    image: np.ndarray
+    labels: Mapping[str, np.ndarray]
+    spacing: tuple[float, float, float]
+    file: str
+    label_files: Mapping[str, str]
+
+
+def write_volume(
+    volume: Volume,
+    specs: Sequence[LabelSpec],
+    writer: DatasetWriter,
+    *,
+    plane: str = "axial",
+    rules: SliceRules = DEFAULT_RULES,
+    intensity: Intensity = DEFAULT_INTENSITY,
+    every_nth_slice: int = 1,
+) -> Part:
+    """Write the kept slices of one volume; DataError (naming the file) when the volume is unusable."""
+    axis = PLANES[plane]
+    image = volume.image
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise DataError(f"{volume.file}: volume holds NaN or infinite values")
+    if image.size == 0 or image.min() == image.max():
+        raise DataError(f"{volume.file}: constant volume (every voxel is {image.flat[0] if image.size else 'absent'})")
+    sources = {}
+    for spec in specs:
+        where = volume.label_files.get(spec.name, volume.file)
+        labels = whole_numbers(volume.labels[spec.name], where)
+        if labels.shape != image.shape:
+            raise DataError(f"{where}: label size {labels.shape} differs from image size {image.shape}")
+        check_values(np.unique(labels), spec, where)
+        sources[spec.name] = (labels, where)
+    cleaned, kept, any_label = {}, [], False
+    for index in range(image.shape[axis]):
+        raw = {}
+        for spec in specs:
+            labels, where = sources[spec.name]
+            raw[spec.name] = remap(view(plane_slice(labels, index, axis)), spec, f"{where} slice {index}")
+        any_label = any_label or any(names for _, names in raw.values())
+        cleaned[index] = clean_labels(raw, rules)
+        if passes(cleaned[index], rules):
+            kept.append(index)
+    if not any_label:
+        raise DataError(f"{volume.file}: the label maps hold no named object (empty label map)")
+    if not kept:
+        reason = f"no slice has a label sum > {rules.min_label_sum}"
+        return Part(skips=(Skip(volume.file, reason),))
+    i, j = [a for a in range(3) if a != axis]
+    spacing = (volume.spacing[i], volume.spacing[j])
+    records, skips = [], []
+    for index in kept[::every_nth_slice]:
+        image_id = f"{volume.key}_{_LETTER[axis]}{index:03d}"
+        pixels = intensity.apply(view(plane_slice(image, index, axis)), f"{volume.file} slice {index}")
+        record = ImageRecord(image_id, volume.source, index, volume.modality, spacing, source_file=volume.file)
+        done, slice_skips = emit(writer, record, pixels, cleaned[index])
+        records += [done] if done is not None else []
+        skips += slice_skips
+    return Part(tuple(records), tuple(skips))
+
+
+class VolumePreparer:
+    """Prepare a folder of NIfTI volumes with their label volumes; a complete folder is left as it is.
+
+    Args:
+        name: dataset name (``dataset.yaml``).
+        images: glob pattern of the image volumes (``.nii`` / ``.nii.gz``).
+        label_maps: one entry per output label map: ``{name, path, objects | instances, drop_unnamed}``
+            (see :class:`sam4med.data.prepare.labels.LabelSpec`).
+        modality: modality of every volume (e.g. ``CT``), or one per volume of a 4D file.
+        plane: ``axial`` (default), ``coronal`` or ``sagittal``.
+        source_pattern: regular expression picking the patient id out of a file stem (default: the stem).
+        intensity: ``{mode: minmax | window, window: [low, high]}``.
+        min_label_sum, label_sum_maps, min_object_area, max_components: see :mod:`.rules`.
+        every_nth_slice: keep every n-th slice that passes the rules.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        images: str,
+        label_maps: Sequence[Mapping],
+        modality: str | Sequence[str],
+        plane: str = "axial",
+        source_pattern: str | None = None,
+        intensity: Mapping | None = None,
+        min_label_sum: int = 50,
+        label_sum_maps: Sequence[str] | None = None,
+        min_object_area: int = 0,
+        max_components: int = 0,
+        every_nth_slice: int = 1,
+    ) -> None:
+        if plane not in PLANES:
+            raise ConfigError(f"plane must be one of {sorted(PLANES)}, got '{plane}'")
+        if every_nth_slice < 1:
+            raise ConfigError(f"every_nth_slice must be >= 1, got {every_nth_slice}")
+        self.name, self.images, self.plane = name, str(images), plane
+        self.specs = tuple(LabelSpec.from_config(m) for m in label_maps)
+        if not self.specs or any(not s.path for s in self.specs):
+            raise ConfigError("label_maps: give at least one label map, each with a path template")
+        self.modality = modality if isinstance(modality, str) else tuple(str(m) for m in modality)
+        self.source_pattern = source_pattern
+        self.intensity = Intensity.build(**dict(intensity or {}))
+        self.rules = SliceRules.build(min_label_sum, label_sum_maps, min_object_area, max_components)
+        self.every_nth_slice = int(every_nth_slice)
+
+    def settings(self) -> dict:
+        """Plain-data settings (recorded in dataset.yaml, compared when a run resumes)."""
+        modality = self.modality if isinstance(self.modality, str) else list(self.modality)
+        return {
+            "kind": "volumes", "images": self.images, "label_maps": [s.to_config() for s in self.specs],
+            "modality": modality, "plane": self.plane, "source_pattern": self.source_pattern,
+            "intensity": self.intensity.to_config(), "rules": self.rules.to_config(),
+            "every_nth_slice": self.every_nth_slice,
+        }  # fmt: skip
+
+    def _volumes(self, path: Path) -> list[Volume]:
+        stem = file_stem(path)
+        source = source_of(stem, self.source_pattern)
+        image, zooms = load_nifti(path)
+        n = 1 if image.ndim == 3 else image.shape[3]
+        labels, files = {}, {}
+        for spec in self.specs:
+            files[spec.name] = str(label_file(spec.path, path, source))
+            array, _ = load_nifti(Path(files[spec.name]))
+            if array.ndim == 4 and array.shape[3] != n:
+                raise DataError(f"{files[spec.name]}: {array.shape[3]} label volumes for {n} image volumes")
+            labels[spec.name] = array
+        if isinstance(self.modality, str):
+            modalities = [self.modality] * n
+        elif len(self.modality) == n:
+            modalities = list(self.modality)
+        else:
+            raise DataError(f"{path}: {n} volumes but {len(self.modality)} modalities in the config")
+        volumes = []
+        for k in range(n):
+            key = safe_id(stem) if n == 1 else f"{safe_id(stem)}_v{k}"
+            frames = {name: _frame(array, k) for name, array in labels.items()}
+            volumes.append(Volume(key, source, modalities[k], _frame(image, k), frames, zooms, str(path), files))
+        return volumes
+
+    def _process(self, item: Input, writer: DatasetWriter) -> Part:
+        volumes = self._volumes(Path(item.file))
+        records, skips = [], []
+        for k, volume in enumerate(volumes):
+            try:
+                part = write_volume(
+                    volume, self.specs, writer, plane=self.plane, rules=self.rules, intensity=self.intensity,
+                    every_nth_slice=self.every_nth_slice,
+                )  # fmt: skip
+            except DataError as exc:
+                if len(volumes) == 1:
+                    raise
+                reason = str(exc).removeprefix(f"{item.file}: ")
+                part = Part(skips=(Skip(item.file, f"volume {k}: {reason}"),))
+            records += part.records
+            skips += part.skips
+        return Part(tuple(records), tuple(skips))
+
+    def __call__(self, root: str | Path) -> Path:
+        """Prepare into ``root`` unless it is complete; returns ``root``."""
+        root = Path(root)
+        if is_complete(root):
+            return root
+        start = time.perf_counter()
+        inputs = [Input(safe_id(file_stem(p)), str(p)) for p in find_inputs(self.images)]
+        writer = DatasetWriter(root, self.settings())
+        parts = run_inputs(writer, inputs, self._process, desc=f"{self.name} volumes", unit="volume")
+        records = [r for p in parts for r in p.records]
+        naming = [(s.name, s.instances if s.instances else s.output_names()) for s in self.specs]
+        info = DatasetInfo(self.name, label_maps_from(naming, records), preparation=self.settings())
+        writer.finish(info, parts)
+        report(root, parts, start)
+        return root
