@@ -96,3 +96,30 @@ def test_jitter_changes_with_epoch_not_with_call(synthetic_root):
     assert torch.equal(samples[(0, 3)]["box"], samples[(0, 3)]["box"])
     boxes = {tuple(samples[(epoch, 3)]["box"].tolist()) for epoch in range(6)}
     assert len(boxes) > 1
+
+
+def test_online_augmentation_moves_image_mask_and_box_together(synthetic_root):
+    from sam4med.data.augment import Augmentation
+
+    model = build_tiny()
+    dataset = CosmosDataset(synthetic_root)
+    augment = Augmentation(hflip=1.0, rotate=0.0, scale=0.0, translate=0.0, p_affine=0.0, p_intensity=0.0)
+    plain = DecoderSamples(dataset, model, None, mode="online", progress=False)
+    flipped = DecoderSamples(dataset, model, None, mode="online", augment=augment, progress=False)
+    a, b = plain[(0, 0)], flipped[(0, 0)]
+    assert torch.equal(b["gt"], torch.flip(a["gt"], dims=[1]))
+    w = a["gt"].shape[1]
+    x0, y0, x1, y1 = a["box"].tolist()
+    scale = model.preprocessing.img_size / max(a["gt"].shape)
+    torch.testing.assert_close(b["box"], torch.tensor([(w - 1) * scale - x1, y0, (w - 1) * scale - x0, y1]))
+    assert not torch.equal(a["image"], b["image"])
+
+
+def test_cached_mode_refuses_augmentation(synthetic_root):
+    import pytest
+
+    from sam4med.data.augment import Augmentation
+    from sam4med.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="online"):
+        DecoderSamples(CosmosDataset(synthetic_root), build_tiny(), EmbeddingCache(None), augment=Augmentation())
