@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,7 @@ class EmbeddingCache:
             return None
         try:
             return torch.load(path, map_location="cpu", weights_only=True).float()
-        except (RuntimeError, EOFError, OSError, ValueError):
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError):
             path.unlink(missing_ok=True)  # a damaged entry is recomputed
             return None
 

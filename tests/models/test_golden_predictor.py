@@ -7,6 +7,7 @@ from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
 from sam4med.evaluation.predict import predict
+from sam4med.metrics import dice
 from sam4med.prompts.generate import STRATEGIES, make_prompt
 
 
@@ -36,13 +37,14 @@ def test_embedding_equals_predictor(tiny_model, image_and_masks):
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-@pytest.mark.parametrize("multimask", ["single", "confidence"])
+@pytest.mark.parametrize("multimask", ["single", "confidence", "oracle"])
 def test_masks_equal_predictor(tiny_model, image_and_masks, strategy, multimask):
     image, masks = image_and_masks
     predictor = SamPredictor(as_sam(tiny_model))
     predictor.set_image(image)
     prompts = [make_prompt(m, strategy, seed=1, object_key=f"o{i}") for i, m in enumerate(masks)]
-    ours = predict(tiny_model, tiny_model.embed_image(image), prompts, image.shape[:2], multimask=multimask)
+    embedding = tiny_model.embed_image(image)
+    ours = predict(tiny_model, embedding, prompts, image.shape[:2], multimask=multimask, gt_masks=masks)
     assert 0 < ours.masks.mean() < 1  # the comparison is between non-trivial masks
     for i, prompt in enumerate(prompts):
         kwargs = {}
@@ -51,6 +53,10 @@ def test_masks_equal_predictor(tiny_model, image_and_masks, strategy, multimask)
         if prompt.box is not None:
             kwargs.update(box=np.asarray(prompt.box))
         ref_masks, ref_scores, _ = predictor.predict(multimask_output=multimask != "single", **kwargs)
-        best = int(np.argmax(ref_scores))
+        if multimask == "oracle":  # the COSMOS choice: best Dice of the three against the ground truth
+            best = int(np.argmax([dice(m, masks[i]) for m in ref_masks]))
+        else:  # single: the one output; confidence: the highest predicted IoU (Mazurowski et al.)
+            best = int(np.argmax(ref_scores))
+        assert ours.choice[i] == best
         np.testing.assert_array_equal(ours.masks[i], ref_masks[best])
         assert ours.scores[i] == pytest.approx(float(ref_scores[best]), abs=1e-6)

@@ -3,6 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from scipy import ndimage
 
 from sam4med.prompts.generate import STRATEGIES, make_prompt, tight_box
 from sam4med.prompts.prompt import Prompt
@@ -101,3 +102,19 @@ def test_prompt_round_trips_through_dict():
 def test_empty_mask_is_an_error():
     with pytest.raises(ValueError, match="empty"):
         make_prompt(np.zeros((4, 4), dtype=bool), "S5", seed=0, object_key="none")
+
+
+@settings(max_examples=100, deadline=None)
+@given(mask=masks, strategy=st.sampled_from(["S2", "S3", "S4", "S6"]), seed=st.integers(0, 2**31))
+def test_first_positive_rule_distinct_points_and_determinism(mask, strategy, seed):
+    if mask.all() and STRATEGIES[strategy].negatives:
+        return
+    prompt = make_prompt(mask, strategy, seed=seed, object_key="k")
+    assert prompt == make_prompt(mask, strategy, seed=seed, object_key="k")
+    cy, cx = ndimage.center_of_mass(mask)
+    r, c = int(np.floor(cy + 0.5)), int(np.floor(cx + 0.5))
+    positives = [p for p, label in zip(prompt.point_coords, prompt.point_labels, strict=True) if label == 1]
+    if mask[r, c]:
+        assert positives[0] == (float(c), float(r))
+    if mask.sum() >= len(positives):
+        assert len(set(positives)) == len(positives)  # no repeats while the object has enough pixels

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sam4med.evaluation.results import comparison, overall
+from sam4med.evaluation.tables import strategy_table, target_table
 
 
 def print_comparison(frame: pd.DataFrame, *, title: str) -> None:
@@ -39,3 +40,23 @@ def print_comparison(frame: pd.DataFrame, *, title: str) -> None:
             f"{row['hd95']:.1f}",
         )
     console.print(means)
+
+
+def print_strategy_table(frame: pd.DataFrame, *, title: str, metric: str = "dice") -> None:
+    """Targets x strategies (the paper's Table 2 layout) of one phase or more, then the overall means."""
+    console = Console()
+    table = target_table(frame, metric)
+    strategies = [c for c in table.columns if c not in ("phase", "target", "n")]
+    phases = table["phase"].unique()
+    out = Table(title=f"{title}: mean {metric} per target")
+    for name in [*(["phase"] if len(phases) > 1 else []), "target", "n", *strategies]:
+        out.add_column(name, justify="left" if name in ("phase", "target") else "right")
+    means = strategy_table(frame, (metric,)).set_index(["phase", "strategy"])[f"{metric}_mean"]
+    for phase in phases:
+        rows = table[table["phase"] == phase]
+        for row in rows.to_dict(orient="records"):
+            cells = [str(row["target"]), str(row["n"])] + [f"{row[s]:.3f}" for s in strategies]
+            out.add_row(*([phase] if len(phases) > 1 else []), *cells)
+        overall = [f"{means.get((phase, s), float('nan')):.3f}" for s in strategies]
+        out.add_row(*([phase] if len(phases) > 1 else []), "all instances", str(int(rows["n"].sum())), *overall)
+    console.print(out)

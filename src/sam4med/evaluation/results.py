@@ -10,12 +10,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from sam4med.evaluation.tables import markdown_table, s1_empty_table, write_tables
+
 METRICS = ("dice", "iou", "hd", "hd95")
 
 
 @dataclass(frozen=True)
 class ObjectResult:
-    """Scores of one object instance under one strategy in one phase (e.g. zero-shot)."""
+    """Scores of one object instance under one strategy in one phase (e.g. zero-shot).
+
+    ``hd``/``hd95`` are in ``hd_unit`` (mm where the image's pixel spacing is known, else pixels);
+    ``hd_px``/``hd95_px`` are always in pixels (the unit of the paper's Table 3). ``score`` is the
+    predicted IoU of the chosen mask (0.0 when nothing was predicted). ``candidates`` is the number
+    of masks the prediction was chosen from: 1 (``single``), 3 (``oracle``/``confidence``), or for S1
+    the number of masks everything mode generated for the image (0: none survived its filters).
+    """
 
     phase: str
     strategy: str
@@ -30,6 +39,9 @@ class ObjectResult:
     hd95: float
     hd_unit: str
     score: float
+    hd_px: float = math.nan
+    hd95_px: float = math.nan
+    candidates: int = -1
 
 
 COLUMNS = tuple(f.name for f in fields(ObjectResult))
@@ -71,22 +83,12 @@ def overall(frame: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
-def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
-    """A GitHub Markdown table (no optional dependency)."""
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-
-    def cell(v: object) -> str:
-        if isinstance(v, float):
-            return "" if math.isnan(v) else f"{v:.{digits}f}"
-        return str(v)
-
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
 def write_results(frame: pd.DataFrame, directory: Path, *, meta: dict) -> dict[str, Path]:
-    """Write ``metrics.csv``, ``summary.json`` and ``comparison.md`` (and ``comparison.csv``) atomically."""
+    """Write ``metrics.csv``, ``summary.json``, ``comparison.md``/``.csv`` and the paper's tables (atomically).
+
+    The tables (see :mod:`sam4med.evaluation.tables`) are ``table_dice``, ``table_hd``, ``per_modality``,
+    ``per_strategy`` and ``s1_empty`` as CSV, and all of them in ``tables.md``.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     paths = {
         "metrics": directory / "metrics.csv",
@@ -109,6 +111,7 @@ def write_results(frame: pd.DataFrame, directory: Path, *, meta: dict) -> dict[s
                 "meta": meta,
                 "means": summary.to_dict(orient="records"),
                 "overall": overall(frame).to_dict(orient="records") if len(frame) else [],
+                "s1_empty_images": s1_empty_table(frame).to_dict(orient="records") if len(frame) else [],
             },
             indent=2,
         ),
@@ -125,4 +128,6 @@ def write_results(frame: pd.DataFrame, directory: Path, *, meta: dict) -> dict[s
     ]
     lines += ["", "## Per target", "", markdown_table(comp) if len(comp) else "", ""]
     atomic(paths["comparison_md"], "\n".join(lines))
+    if len(frame):
+        paths.update(write_tables(frame, directory))
     return paths

@@ -1,40 +1,98 @@
-"""Zero-shot (or fine-tuned) evaluation of prompt strategies on a dataset.
+"""Zero-shot (or fine-tuned) evaluation of the strategies S1–S6 on a dataset.
 
 Each image is encoded once (through the embedding cache) and its embedding reused by every strategy;
-all objects of an image under one strategy are decoded in one batched call. Rows are appended to a
-JSON-lines log as each image finishes, so an interrupted run keeps what it has and a re-run with
-the same log skips the images already scored.
+all objects of an image under one of S2–S6 are decoded in one batched call, and S1 runs SAM's
+automatic mask generator on the same embedding (see :mod:`sam4med.evaluation.everything`). Rows are
+appended to a JSON-lines log as each image finishes, so an interrupted run keeps what it has and a
+re-run with the same log skips the images already scored.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
-from sam4med.data.dataset import CosmosDataset
+from sam4med.data.dataset import CosmosDataset, ImageItem
 from sam4med.embeddings import EmbeddingCache
+from sam4med.evaluation.everything import EverythingMode, EverythingSettings, match_masks
 from sam4med.evaluation.predict import predict
-from sam4med.evaluation.results import ObjectResult
-from sam4med.metrics import dice, hausdorff, iou
+from sam4med.evaluation.results import COLUMNS, ObjectResult
+from sam4med.evaluation.scoring import score_objects
 from sam4med.models.sam_model import SamModel
 from sam4med.prompts.generate import STRATEGIES
 from sam4med.prompts.store import PromptStore
 
+ALL_STRATEGIES = ("S1", *sorted(STRATEGIES))
+
+log = logging.getLogger("sam4med")
+
 
 def _read_log(path: Path | None) -> list[ObjectResult]:
+    """Rows of an earlier (interrupted) run; a line cut short or of an older format ends the usable log."""
     if path is None or not path.is_file():
         return []
     rows = []
     for line in path.read_text().splitlines():
         try:
-            rows.append(ObjectResult(**json.loads(line)))
+            data = json.loads(line)
+            if set(data) != set(COLUMNS):
+                break
+            rows.append(ObjectResult(**data))
         except (json.JSONDecodeError, TypeError):
-            break  # a line cut by an interruption ends the usable log
+            break
     return rows
+
+
+def _write_log(path: Path, rows: Sequence[ObjectResult]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(asdict(r)) + "\n" for r in rows))
+    tmp.replace(path)
+
+
+def _score_image(
+    model: SamModel,
+    item: ImageItem,
+    embedding: torch.Tensor,
+    strategy: str,
+    *,
+    phase: str,
+    prompts: PromptStore,
+    multimask: str,
+    everything: EverythingMode | None,
+) -> list[ObjectResult]:
+    size = item.image.shape[:2]
+    if strategy == "S1":
+        assert everything is not None
+        generated = everything(embedding, size)
+        matched = match_masks(generated, item.masks)
+        masks, scores, candidates = matched.masks, matched.scores, len(generated.masks)
+    else:
+        batch = [prompts.get(m, strategy, o.key) for o, m in zip(item.objects, item.masks, strict=True)]
+        pred = predict(model, embedding, batch, size, multimask=multimask, gt_masks=item.masks)
+        masks, scores, candidates = pred.masks, pred.scores, 1 if multimask == "single" else 3
+    return score_objects(
+        phase=phase,
+        strategy=strategy,
+        objects=item.objects,
+        gt_masks=item.masks,
+        pred_masks=masks,
+        scores=scores,
+        candidates=candidates,
+        spacing=item.record.spacing,
+    )
+
+
+def s1_empty_images(rows: Sequence[ObjectResult]) -> tuple[int, int]:
+    """(images where S1 generated no mask at all, images scored under S1)."""
+    images = {(r.phase, r.image_id): r.candidates for r in rows if r.strategy == "S1"}
+    return sum(1 for c in images.values() if c == 0), len(images)
 
 
 def evaluate(
@@ -48,27 +106,35 @@ def evaluate(
     multimask: str = "single",
     log_path: str | Path | None = None,
     progress: bool = True,
+    everything: EverythingSettings | None = None,
 ) -> list[ObjectResult]:
     """Score every object of every image in ``dataset`` under each strategy.
 
     Args:
         model: the model to evaluate (its decoder may be fine-tuned).
         dataset: images and objects to score.
-        strategies: prompt strategies, e.g. ``["S5"]``.
+        strategies: any of ``S1`` ... ``S6``, e.g. ``["S5"]``.
         phase: label of this evaluation in the results (``zero_shot``, ``finetuned`` ...).
         cache: embedding cache.
-        prompts: prompt store; prompts it holds are reused, new ones are added to it.
-        multimask: mask selection, see :func:`sam4med.evaluation.predict.predict`.
+        prompts: prompt store (S2–S6); prompts it holds are reused, new ones are added to it.
+        multimask: mask selection for S2–S6, see :func:`sam4med.evaluation.predict.predict` (S1 always
+            uses all three multimask outputs of every grid point, as SAM's generator does).
         log_path: JSON-lines file of finished rows (resumable); None keeps rows in memory only.
         progress: show a progress bar over images.
+        everything: S1 generator settings; None takes SAM's defaults (32 x 32 grid ...).
     """
-    unknown = [s for s in strategies if s not in STRATEGIES]
+    unknown = [s for s in strategies if s not in ALL_STRATEGIES]
     if unknown:
-        raise ValueError(f"unknown strategies {unknown}; available: {sorted(STRATEGIES)}")
-    log = Path(log_path) if log_path else None
-    results = [r for r in _read_log(log) if r.phase == phase]
+        raise ValueError(f"unknown strategies {unknown}; available: {list(ALL_STRATEGIES)}")
+    path = Path(log_path) if log_path else None
+    logged = _read_log(path)
+    if path is not None and path.is_file():  # drop a cut or outdated tail, so appended rows stay readable
+        _write_log(path, logged)
+    results = [r for r in logged if r.phase == phase]
     done = {(r.image_id, r.strategy) for r in results}
     model.eval()
+    s1 = EverythingMode(model, everything) if "S1" in strategies else None
+    hits, misses, embed_seconds = cache.hits, cache.misses, 0.0
     bar = tqdm(range(len(dataset)), desc=f"evaluate {phase}", unit="img", disable=not progress)
     for index in bar:
         record = dataset.records[index]
@@ -78,35 +144,30 @@ def evaluate(
         item = dataset[index]
         if not item.objects:
             continue
+        start = time.perf_counter()
         embedding = cache.get(model, item.image)
-        size = item.image.shape[:2]
+        embed_seconds += time.perf_counter() - start
         new_rows = []
         for strategy in todo:
-            batch = [prompts.get(m, strategy, o.key) for o, m in zip(item.objects, item.masks, strict=True)]
-            pred = predict(model, embedding, batch, size, multimask=multimask, gt_masks=item.masks)
-            spacing = record.spacing
-            for obj, gt, mask, score in zip(item.objects, item.masks, pred.masks, pred.scores, strict=True):
-                new_rows.append(
-                    ObjectResult(
-                        phase=phase,
-                        strategy=strategy,
-                        target=obj.target,
-                        modality=obj.modality,
-                        object=obj.object_name,
-                        image_id=obj.image_id,
-                        object_key=obj.key,
-                        dice=dice(mask, gt),
-                        iou=iou(mask, gt),
-                        hd=hausdorff(mask, gt, spacing=spacing),
-                        hd95=hausdorff(mask, gt, percentile=95, spacing=spacing),
-                        hd_unit="mm" if spacing else "px",
-                        score=float(score),
-                    )
-                )
+            bar.set_postfix_str(strategy)
+            new_rows += _score_image(
+                model, item, embedding, strategy, phase=phase, prompts=prompts, multimask=multimask, everything=s1
+            )
         prompts.save()
-        if log is not None:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with log.open("a") as handle:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as handle:
                 handle.writelines(json.dumps(asdict(r)) + "\n" for r in new_rows)
         results += new_rows
+    reused, computed = cache.hits - hits, cache.misses - misses
+    log.info(
+        "%s: image embeddings: %d reused from the cache, %d computed (%.1f s getting them)",
+        phase,
+        reused,
+        computed,
+        embed_seconds,
+    )
+    if s1 is not None:
+        empty, images = s1_empty_images(results)
+        log.info("%s: S1 generated no mask on %d of %d images (their objects score Dice 0)", phase, empty, images)
     return results

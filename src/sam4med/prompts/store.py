@@ -1,13 +1,15 @@
 """Prompts saved next to the predictions, so every model of a comparison sees the same prompts.
 
 One JSON file maps ``"<strategy>|<object key>"`` to a :class:`Prompt`. A stored prompt is always
-reused; a missing one is generated from the ground truth and added. The file is rewritten
-atomically, so an interrupted run leaves a readable file.
+reused; a missing one is generated from the ground truth and added, with the seed recorded in the
+file (so a file holds prompts of one seed, whatever seed the later run was given). The file is
+rewritten atomically, so an interrupted run leaves a readable file.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ import numpy as np
 from sam4med.errors import DataError
 from sam4med.prompts.generate import make_prompt
 from sam4med.prompts.prompt import Prompt
+
+log = logging.getLogger("sam4med")
 
 
 class PromptStore:
@@ -29,8 +33,14 @@ class PromptStore:
             try:
                 raw = json.loads(self.path.read_text())
                 self._prompts = {k: Prompt.from_dict(v) for k, v in raw["prompts"].items()}
+                stored_seed = int(raw.get("seed", seed))
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 raise DataError(f"{self.path}: not a prompt file written by sam4med ({exc!r})") from exc
+            if stored_seed != seed:
+                log.info(
+                    "%s: prompts were drawn with seed %d; new ones use it too (not %d)", self.path, stored_seed, seed
+                )
+                self.seed = stored_seed
 
     def __len__(self) -> int:
         return len(self._prompts)

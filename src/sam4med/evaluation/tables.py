@@ -1,0 +1,122 @@
+"""The paper's tables, made from the long per-object results (one row per object instance).
+
+* :func:`target_table`: targets x strategies, mean of one metric (Tables 2 and 3 of the COSMOS study:
+  Dice, and HD in pixels).
+* :func:`modality_table`: mean and standard deviation per modality and strategy (Fig. 10).
+* :func:`strategy_table`: mean and standard deviation per strategy over all object instances (Fig. 6).
+* :func:`s1_empty_table`: how many images S1 left without any mask.
+
+Every mean is over object instances and includes every failure: a metric that is NaN is an error,
+never skipped. Dice and IoU are fractions in [0, 1] (the paper prints percent).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+STRATEGY_ORDER = ("S1", "S2", "S3", "S4", "S5", "S6")
+REPORTED = ("dice", "iou", "hd", "hd95", "hd_px", "hd95_px")
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    """A GitHub Markdown table (no optional dependency)."""
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+
+    def cell(v: object) -> str:
+        if isinstance(v, float):
+            return "" if math.isnan(v) else f"{v:.{digits}f}"
+        return str(v)
+
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def check_complete(frame: pd.DataFrame, metrics: tuple[str, ...] = REPORTED) -> None:
+    """Raise if a metric is missing (NaN): means must never drop a failure silently."""
+    for metric in metrics:
+        if metric in frame and frame[metric].isna().any():
+            bad = frame.loc[frame[metric].isna(), ["strategy", "object_key"]].head(3).to_dict(orient="records")
+            raise ValueError(f"metric '{metric}' is missing for {int(frame[metric].isna().sum())} rows, e.g. {bad}")
+
+
+def strategy_order(frame: pd.DataFrame) -> list[str]:
+    """The strategies present in ``frame``: S1 ... S6 first, in order, then any other, sorted."""
+    present = set(frame["strategy"])
+    return [s for s in STRATEGY_ORDER if s in present] + sorted(present - set(STRATEGY_ORDER))
+
+
+def target_table(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per phase x target, one column per strategy: the mean ``metric``; ``n`` = instances."""
+    check_complete(frame, (metric,))
+    table = frame.pivot_table(index=["phase", "target"], columns="strategy", values=metric, aggfunc="mean")
+    table = table[strategy_order(frame)]
+    table.columns.name = None
+    counts = frame.groupby(["phase", "target", "strategy"]).size().groupby(["phase", "target"]).max()
+    table.insert(0, "n", counts.astype(int))
+    return table.reset_index()
+
+
+def _mean_std(frame: pd.DataFrame, keys: list[str], metrics: tuple[str, ...]) -> pd.DataFrame:
+    check_complete(frame, metrics)
+    grouped = frame.groupby(keys, sort=False)
+    out = grouped.size().rename("n").to_frame()
+    for metric in metrics:
+        out[f"{metric}_mean"] = grouped[metric].mean()
+        out[f"{metric}_std"] = grouped[metric].std(ddof=0)
+    out = out.reset_index()
+    order = {s: k for k, s in enumerate(strategy_order(frame))}
+    return out.sort_values(keys, key=lambda c: c.map(order) if c.name == "strategy" else c).reset_index(drop=True)
+
+
+def modality_table(frame: pd.DataFrame, metrics: tuple[str, ...] = ("dice", "hd_px")) -> pd.DataFrame:
+    """Per phase x modality x strategy: instances, and mean and (population) standard deviation of ``metrics``."""
+    return _mean_std(frame, ["phase", "modality", "strategy"], metrics)
+
+
+def strategy_table(frame: pd.DataFrame, metrics: tuple[str, ...] = REPORTED) -> pd.DataFrame:
+    """Per phase x strategy over all object instances: mean and (population) standard deviation."""
+    return _mean_std(frame, ["phase", "strategy"], tuple(m for m in metrics if m in frame))
+
+
+def s1_empty_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per phase: images scored under S1 and those where no generated mask survived SAM's filters."""
+    s1 = frame[frame["strategy"] == "S1"]
+    if s1.empty:
+        return pd.DataFrame(columns=["phase", "images", "empty_images", "empty_fraction"])
+    per_image = s1.groupby(["phase", "image_id"])["candidates"].first()
+    table = per_image.groupby("phase").agg(images="size", empty_images=lambda c: int((c == 0).sum()))
+    table["empty_fraction"] = table["empty_images"] / table["images"]
+    return table.reset_index()
+
+
+def write_tables(frame: pd.DataFrame, directory: Path, *, digits: int = 3) -> dict[str, Path]:
+    """Write every table as CSV and all of them into ``tables.md``; returns the paths by name."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tables = {
+        "table_dice": ("Mean Dice per target and strategy (Table 2)", target_table(frame, "dice")),
+        "table_hd": (
+            "Mean Hausdorff distance in pixels per target and strategy (Table 3)",
+            target_table(frame, "hd_px"),
+        ),
+        "per_modality": ("Mean and std per modality (Fig. 10)", modality_table(frame)),
+        "per_strategy": ("Mean and std per strategy over all object instances (Fig. 6)", strategy_table(frame)),
+        "s1_empty": (
+            "S1: images where no mask survived the generator's filters (scored Dice 0)",
+            s1_empty_table(frame),
+        ),
+    }
+    paths = {}
+    lines = ["# Result tables", "", "Dice and IoU are fractions; `hd`/`hd95` in mm where the spacing is known.", ""]
+    for name, (title, table) in tables.items():
+        paths[name] = directory / f"{name}.csv"
+        tmp = paths[name].with_name(paths[name].name + ".tmp")
+        tmp.write_text(table.to_csv(index=False))
+        tmp.replace(paths[name])
+        lines += [f"## {title}", "", markdown_table(table, digits=digits) if len(table) else "(none)", ""]
+    paths["markdown"] = directory / "tables.md"
+    paths["markdown"].write_text("\n".join(lines))
+    return paths
