@@ -48,7 +48,8 @@ test-all: setup
 	$(PY) -m pytest -m ""
 
 bench: setup
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/train_step_modes.py
+	$(PY) benchmarks/embedding_cache.py --images 8 'strategies=[S2,S3,S4,S5,S6]'
 
 clean:
 	rm -rf outputs multirun .pytest_cache

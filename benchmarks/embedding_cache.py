@@ -3,11 +3,16 @@
     python benchmarks/embedding_cache.py [--images 4] [hydra overrides of conf/evaluate.yaml ...]
     python benchmarks/embedding_cache.py --images 8 strategies=[S2,S3,S4,S5,S6]
     python benchmarks/embedding_cache.py model=tiny dataset=synthetic
+    python benchmarks/embedding_cache.py --random-sam vit_b 'strategies=[S2,S3,S4,S5,S6]'
 
 Runs the evaluation runner on the first ``--images`` images of the configured split twice: first into
 an empty cache folder (every image is encoded), then again with that folder (every embedding is read
 back). Prints both wall times, their ratio, the time spent getting embeddings, and whether the two runs
 gave bit-identical results. Model building and data preparation are outside the timings.
+
+``--random-sam vit_b`` (or ``vit_l``, ``vit_h``) times SAM's own architecture without its weights:
+random weights are written to a temporary checkpoint and loaded as ``model=vit_b`` would load the
+official one. The timings hold for the real weights (the same operations run); the metrics do not.
 """
 
 import argparse
@@ -20,6 +25,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import open_dict
+from segment_anything import sam_model_registry
 
 from sam4med.embeddings import EmbeddingCache
 from sam4med.evaluation.runner import evaluate
@@ -31,9 +37,16 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--random-sam", choices=["vit_b", "vit_l", "vit_h"], help="time SAM with random weights")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/evaluate.yaml")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    weights = tempfile.TemporaryDirectory()
+    if args.random_sam:
+        checkpoint = Path(weights.name) / f"random_{args.random_sam}.pth"
+        torch.manual_seed(0)
+        torch.save(sam_model_registry[args.random_sam](checkpoint=None).state_dict(), checkpoint)
+        args.overrides += [f"model={args.random_sam}", f"model.checkpoint={checkpoint}"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="evaluate", overrides=args.overrides)
     with open_dict(cfg):
@@ -70,6 +83,7 @@ def main() -> None:
     ratio = times["uncached"] / times["cached"]
     print(f"uncached {times['uncached']:.1f} s, cached {times['cached']:.1f} s, ratio {ratio:.2f}")
     print(f"bit-identical results: {rows['uncached'] == rows['cached']}")
+    weights.cleanup()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import pytest
 from hydra.utils import instantiate
 
 from sam4med.evaluate import evaluate
+from sam4med.evaluation.everything import EverythingSettings
 from sam4med.train import train
 from tests.conftest import REPO
 from tests.helpers import CONF, compose_config
@@ -56,11 +57,22 @@ def test_train_smoke_runs(tmp_path):
     ]
     counts = frame.groupby("phase").size()
     assert counts["zero_shot"] == counts["finetuned"] > 0
+    for phase in ("zero_shot", "finetuned"):  # the callback scores all six strategies before and after
+        assert set(frame[frame.phase == phase].strategy) == {"S1", "S2", "S3", "S4", "S5", "S6"}
     summary = json.loads((results / "summary.json").read_text())
     assert {m["phase"] for m in summary["means"]} == {"zero_shot", "finetuned"}
     assert "dice_delta" in (results / "comparison.md").read_text()
     checkpoints = list((tmp_path / "run" / "checkpoints").glob("epoch*.ckpt"))
     assert len(checkpoints) == 1
+
+
+def test_train_callback_takes_the_s1_settings_of_the_config(tmp_path):
+    callback = instantiate(compose_config("train", tmp_path).callbacks.before_after)
+    assert callback.strategies == ["S1", "S2", "S3", "S4", "S5", "S6"]
+    assert (callback.everything.points_per_side, callback.everything.points_per_batch) == (8, 16)
+    assert callback.everything.pred_iou_thresh == 0.88 and callback.everything.stability_score_thresh == 0.95
+    paper = instantiate(compose_config("train", tmp_path, ["experiment=paper"]).callbacks.before_after)
+    assert paper.everything == EverythingSettings()  # SAM's own generator defaults
 
 
 def test_evaluate_smoke_runs_and_reuses_prompts(tmp_path):

@@ -6,8 +6,13 @@ from sam4med.train import train
 from tests.helpers import CONF, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-SHRINK = ["model=tiny", "dataset=synthetic", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-          "callbacks.before_after.overlays=1"]
+SHRINK = [
+    "model=tiny",
+    "dataset=synthetic",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "callbacks.before_after.overlays=1",
+]
 
 
 def test_there_are_experiments():

@@ -19,9 +19,16 @@ def needs_cuda():
 def test_train_on_gpu_matches_cpu_zero_shot(tmp_path):
     runs = {}
     for accelerator in ("cpu", "gpu"):
-        cfg = compose_config("train", tmp_path / accelerator,
-                             ["experiment=quick", f"trainer.accelerator={accelerator}", "trainer.max_epochs=1",
-                              "trainer.enable_progress_bar=false"])
+        cfg = compose_config(
+            "train",
+            tmp_path / accelerator,
+            [
+                "experiment=quick",
+                f"trainer.accelerator={accelerator}",
+                "trainer.max_epochs=1",
+                "trainer.enable_progress_bar=false",
+            ],
+        )
         train(cfg)
         runs[accelerator] = pd.read_csv(tmp_path / accelerator / "run" / "results" / "metrics.csv")
     cpu, gpu = (runs[a].query("phase == 'zero_shot'").reset_index(drop=True) for a in ("cpu", "gpu"))

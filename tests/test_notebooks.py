@@ -15,8 +15,9 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 @pytest.fixture(scope="module")
 def results_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("nb")
-    train(compose_config("train", tmp, ["experiment=quick", "trainer.enable_progress_bar=false",
-                                        "trainer.max_epochs=1"]))
+    train(
+        compose_config("train", tmp, ["experiment=quick", "trainer.enable_progress_bar=false", "trainer.max_epochs=1"])
+    )
     return tmp / "run" / "results"
 
 

@@ -8,8 +8,17 @@ from tests.helpers import compose_config
 
 def test_tensorboard_and_offline_wandb_receive_results(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = compose_config("train", tmp_path, ["experiment=quick", "logger=many", "trainer.max_epochs=1",
-                                             "trainer.enable_progress_bar=false", "callbacks.before_after.overlays=2"])
+    cfg = compose_config(
+        "train",
+        tmp_path,
+        [
+            "experiment=quick",
+            "logger=many",
+            "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false",
+            "callbacks.before_after.overlays=2",
+        ],
+    )
     train(cfg)
     run = tmp_path / "run"
     events = EventAccumulator(str(next((run / "tensorboard").glob("version_*"))))

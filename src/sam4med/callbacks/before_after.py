@@ -17,6 +17,7 @@ from pytorch_lightning.callbacks import Callback
 from sam4med.callbacks.publish import publish_figure, publish_table
 from sam4med.data.datamodule import CosmosDataModule
 from sam4med.data.dataset import CosmosDataset
+from sam4med.evaluation.everything import EverythingSettings
 from sam4med.evaluation.figures import overlay, strategy_bars
 from sam4med.evaluation.predict import predict
 from sam4med.evaluation.report import print_comparison
@@ -55,6 +56,7 @@ class BeforeAfterEvaluation(Callback):
         multimask: mask selection, the same before and after.
         seed: prompt seed.
         overlays: number of objects drawn as prediction overlays (first images of the split).
+        everything: S1 settings (grid size, filters); None takes SAM's defaults (32 x 32 grid).
     """
 
     def __init__(
@@ -66,10 +68,12 @@ class BeforeAfterEvaluation(Callback):
         multimask: str = "single",
         seed: int = 0,
         overlays: int = 4,
+        everything: EverythingSettings | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.strategies = list(strategies)
         self.split, self.multimask, self.seed, self.overlays = split, multimask, seed, overlays
+        self.everything = everything
         self.results: list[ObjectResult] = []
 
     def _datamodule(self, trainer: pl.Trainer) -> CosmosDataModule:
@@ -103,6 +107,7 @@ class BeforeAfterEvaluation(Callback):
             multimask=self.multimask,
             log_path=self.output_dir / log_name,
             progress=rank == 0,
+            everything=self.everything,
         )
         module.train(was_training)
         if world > 1:
