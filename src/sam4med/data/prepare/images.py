@@ -13,7 +13,6 @@ other formats with Pillow.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,8 +20,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from sam4med.data.format import DatasetInfo, ImageRecord
-from sam4med.data.prepare.inputs import file_stem, find_inputs, label_file, safe_id, source_of
+from sam4med.data.format import ImageRecord
+from sam4med.data.prepare.inputs import file_stem, label_file, source_of
 from sam4med.data.prepare.intensity import Intensity
 from sam4med.data.prepare.labels import LabelSpec, check_values, remap, whole_numbers
 from sam4med.data.prepare.rules import SliceRules
@@ -32,10 +31,7 @@ from sam4med.data.prepare.writer import (
     Input,
     Part,
     Skip,
-    is_complete,
-    label_maps_from,
-    report,
-    run_inputs,
+    prepare_folder,
 )
 from sam4med.errors import ConfigError, DataError
 
@@ -185,16 +181,7 @@ class ImageFolderPreparer:
 
     def __call__(self, root: str | Path) -> Path:
         """Prepare into ``root`` unless it is complete; returns ``root``."""
-        root = Path(root)
-        if is_complete(root):
-            return root
-        start = time.perf_counter()
-        inputs = [Input(safe_id(file_stem(p)), str(p)) for p in find_inputs(self.images)]
-        writer = DatasetWriter(root, self.settings())
-        parts = run_inputs(writer, inputs, self._process, desc=f"{self.name} images", unit="image")
-        records = [r for p in parts for r in p.records]
-        naming = [(s.name, s.instances if s.instances else s.output_names()) for s in self.specs]
-        info = DatasetInfo(self.name, label_maps_from(naming, records), preparation=self.settings())
-        writer.finish(info, parts)
-        report(root, parts, start)
-        return root
+        return prepare_folder(
+            root, name=self.name, pattern=self.images, specs=self.specs, settings=self.settings(),
+            process=self._process, unit="image",
+        )  # fmt: skip
