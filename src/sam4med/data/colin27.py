@@ -11,19 +11,19 @@ which does the slicing and writing.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from sam4med.data.format import DatasetInfo, LabelMap
+from sam4med.data.format import ImageRecord, LabelMap
 from sam4med.data.prepare.intensity import minmax_uint8  # noqa: F401  (kept importable from here)
 from sam4med.data.prepare.labels import LabelSpec
+from sam4med.data.prepare.preparer import Preparer
 from sam4med.data.prepare.rules import SliceRules
 from sam4med.data.prepare.volumes import PLANES, Volume, load_nifti, plane_slice, write_volume
-from sam4med.data.prepare.writer import DatasetWriter, Input, is_complete, report, run_inputs
+from sam4med.data.prepare.writer import DatasetWriter, Input, Part
 from sam4med.errors import ConfigError, DataError
 
 MRICRON_DIR = Path("/usr/share/mricron/templates")
@@ -46,10 +46,14 @@ def read_aal_names(path: Path) -> dict[str, int]:
     return names
 
 
-def _load(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
+def _require(path: Path) -> Path:
     if not path.is_file():
         raise DataError(f"{path}: missing; install Debian's mricron-data (make does it as root)")
-    return load_nifti(path)
+    return path
+
+
+def _load(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
+    return load_nifti(_require(path))
 
 
 def fill_per_slice(mask: np.ndarray, axis: int) -> np.ndarray:
@@ -60,7 +64,7 @@ def fill_per_slice(mask: np.ndarray, axis: int) -> np.ndarray:
     return filled
 
 
-class Colin27AAL:
+class Colin27AAL(Preparer):
     """Builds the dataset folder on first use; a complete folder is left as it is.
 
     Args:
@@ -72,6 +76,9 @@ class Colin27AAL:
         plane: ``axial`` (default), ``coronal`` or ``sagittal``.
         min_object_area, max_components: exclusion rules (0 = off; see :mod:`sam4med.data.prepare.rules`).
     """
+
+    name = "colin27_aal"
+    unit = "volume"
 
     def __init__(
         self,
@@ -104,11 +111,19 @@ class Colin27AAL:
             "rules": self.rules.to_config(), "intensity": {"mode": "minmax", "window": None},
         }  # fmt: skip
 
-    def _volume(self) -> tuple[Volume, list[LabelSpec]]:
+    def inputs(self) -> list[Input]:
+        """The one T1 volume; refuses missing files and unknown AAL names before anything is written."""
         names = read_aal_names(self.source_dir / "aal.nii.txt")
         unknown = [s for s in self.structures if s not in names]
         if unknown:
             raise ConfigError(f"{self.source_dir / 'aal.nii.txt'}: no AAL structures named {unknown}")
+        files = ["ch2.nii.gz", "aal.nii.gz"] + (["ch2bet.nii.gz"] if self.include_brain else [])
+        for name in files:
+            _require(self.source_dir / name)
+        return [Input("colin27", str(self.source_dir / "ch2.nii.gz"))]
+
+    def _volume(self) -> tuple[Volume, list[LabelSpec]]:
+        names = read_aal_names(self.source_dir / "aal.nii.txt")
         t1_file, aal_file = self.source_dir / "ch2.nii.gz", self.source_dir / "aal.nii.gz"
         image, zooms = _load(t1_file)
         aal, _ = _load(aal_file)
@@ -124,24 +139,16 @@ class Colin27AAL:
         volume = Volume("colin27", "colin27", MODALITY, image, labels, zooms, str(t1_file), files)
         return volume, specs
 
-    def __call__(self, root: str | Path) -> Path:
-        """Prepare into ``root`` unless it is complete already; returns ``root``."""
-        root = Path(root)
-        if is_complete(root):
-            return root
-        start = time.perf_counter()
+    def process(self, item: Input, writer: DatasetWriter) -> Part:
+        """Write the kept slices of the volume."""
         volume, specs = self._volume()
-        writer = DatasetWriter(root, self.settings())
+        return write_volume(
+            volume, specs, writer, plane=self.plane, rules=self.rules, every_nth_slice=self.every_nth_slice
+        )
 
-        def process(item: Input, out: DatasetWriter):
-            return write_volume(
-                volume, specs, out, plane=self.plane, rules=self.rules, every_nth_slice=self.every_nth_slice
-            )
-
-        parts = run_inputs(writer, [Input("colin27", volume.file)], process, desc="colin27 volume", unit="volume")
+    def label_maps(self, records: Sequence[ImageRecord]) -> tuple[LabelMap, ...]:
+        """The structures numbered 1..N in the order given, and the brain."""
         maps = [LabelMap("structures", {i: n for i, n in enumerate(self.structures, start=1)})]
         if self.include_brain:
             maps.append(LabelMap("brain", {1: "Brain"}))
-        writer.finish(DatasetInfo("colin27_aal", tuple(maps), preparation=self.settings()), parts)
-        report(root, parts, start)
-        return root
+        return tuple(maps)

@@ -11,15 +11,15 @@ background), k = 2, 5, ... colour (RGB).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from sam4med.data.format import DatasetInfo, ImageRecord, LabelMap
+from sam4med.data.format import ImageRecord, LabelMap
 from sam4med.data.prepare.labels import LabelSpec, remap
+from sam4med.data.prepare.preparer import Preparer
 from sam4med.data.prepare.rules import SliceRules
 from sam4med.data.prepare.slices import clean_labels, emit
-from sam4med.data.prepare.writer import DatasetWriter, Input, Part, is_complete, run_inputs
+from sam4med.data.prepare.writer import DatasetWriter, Input, Part
 
 SHAPES = {1: "Disc", 2: "Ring", 3: "TwoPart", 4: "Bar", 5: "BorderDisc"}
 
@@ -59,7 +59,7 @@ def styled(image: np.ndarray, style: int) -> np.ndarray:
     return image
 
 
-class SyntheticShapes:
+class SyntheticShapes(Preparer):
     """Writes a synthetic dataset folder (deterministic for a given seed) unless it is complete.
 
     Args:
@@ -69,6 +69,9 @@ class SyntheticShapes:
         modalities: modality names, taken by the images in turn.
         seed: random seed.
     """
+
+    name = "synthetic"
+    unit = "set"
 
     def __init__(
         self,
@@ -87,7 +90,12 @@ class SyntheticShapes:
         return {"kind": "synthetic", "n_images": self.n_images, "size": list(self.size), "sources": self.sources,
                 "modalities": list(self.modalities), "seed": self.seed}  # fmt: skip
 
-    def _write(self, item: Input, writer: DatasetWriter) -> Part:
+    def inputs(self) -> list[Input]:
+        """One input: the whole generated set."""
+        return [Input("synthetic", "generated")]
+
+    def process(self, item: Input, writer: DatasetWriter) -> Part:
+        """Generate and write every image."""
         spec = LabelSpec("shapes", objects=dict(SHAPES))
         rules = SliceRules(min_label_sum=0)
         rng = np.random.default_rng(self.seed)
@@ -102,15 +110,6 @@ class SyntheticShapes:
             records.append(done)
         return Part(tuple(records))
 
-    def __call__(self, root: str | Path) -> Path:
-        """Prepare into ``root`` unless complete; returns ``root``."""
-        root = Path(root)
-        if is_complete(root):
-            return root
-        writer = DatasetWriter(root, self.settings())
-        parts = run_inputs(writer, [Input("synthetic", "generated")], self._write, desc="synthetic", unit="set")
-        info = DatasetInfo(
-            name="synthetic", label_maps=(LabelMap("shapes", dict(SHAPES)),), preparation=self.settings()
-        )
-        writer.finish(info, parts)
-        return root
+    def label_maps(self, records: Sequence[ImageRecord]) -> tuple[LabelMap, ...]:
+        """The shape names."""
+        return (LabelMap("shapes", dict(SHAPES)),)

@@ -23,16 +23,10 @@ from PIL import Image
 from sam4med.data.format import ImageRecord
 from sam4med.data.prepare.inputs import file_stem, label_file, source_of
 from sam4med.data.prepare.intensity import Intensity
-from sam4med.data.prepare.labels import LabelSpec, check_values, remap, whole_numbers
-from sam4med.data.prepare.rules import SliceRules
+from sam4med.data.prepare.labels import check_values, remap, whole_numbers
+from sam4med.data.prepare.preparer import FolderPreparer
 from sam4med.data.prepare.slices import clean_labels, emit, passes
-from sam4med.data.prepare.writer import (
-    DatasetWriter,
-    Input,
-    Part,
-    Skip,
-    prepare_folder,
-)
+from sam4med.data.prepare.writer import DatasetWriter, Input, Part, Skip
 from sam4med.errors import ConfigError, DataError
 
 _TIFF = (".tif", ".tiff")
@@ -89,7 +83,7 @@ def tile_boxes(shape: tuple[int, int], tiles: tuple[int, int]) -> list[tuple[sli
     ]
 
 
-class ImageFolderPreparer:
+class ImageFolderPreparer(FolderPreparer):
     """Prepare 2D images and their label images; a complete folder is left as it is.
 
     Args:
@@ -121,13 +115,13 @@ class ImageFolderPreparer:
         tiles: Sequence[int] = (1, 1),
         spacing: Sequence[float] | None = None,
     ) -> None:
-        self.name, self.images, self.modality = name, str(images), str(modality)
-        self.specs = tuple(LabelSpec.from_config(m) for m in label_maps)
-        if not self.specs or any(not s.path for s in self.specs):
-            raise ConfigError("label_maps: give at least one label map, each with a path template")
-        self.source_pattern = source_pattern
+        super().__init__(
+            name=name, images=images, label_maps=label_maps, source_pattern=source_pattern,
+            min_label_sum=min_label_sum, label_sum_maps=label_sum_maps, min_object_area=min_object_area,
+            max_components=max_components,
+        )  # fmt: skip
+        self.modality = str(modality)
         self.intensity = Intensity.build(**{"mode": "auto", **dict(intensity or {})})
-        self.rules = SliceRules.build(min_label_sum, label_sum_maps, min_object_area, max_components)
         if len(tiles) != 2 or min(tiles) < 1:
             raise ConfigError(f"tiles must be [rows, cols] >= 1, got {list(tiles)}")
         self.tiles = (int(tiles[0]), int(tiles[1]))
@@ -144,7 +138,8 @@ class ImageFolderPreparer:
             "spacing": None if self.spacing is None else list(self.spacing),
         }  # fmt: skip
 
-    def _process(self, item: Input, writer: DatasetWriter) -> Part:
+    def process(self, item: Input, writer: DatasetWriter) -> Part:
+        """Write the kept (tiles of the) image of one input file."""
         path = Path(item.file)
         source = source_of(file_stem(path), self.source_pattern)
         pixels = self.intensity.apply(read_image(path), str(path))
@@ -178,10 +173,3 @@ class ImageFolderPreparer:
         if not records and not skips:
             skips.append(Skip(str(path), f"no image has a label sum > {self.rules.min_label_sum}"))
         return Part(tuple(records), tuple(skips))
-
-    def __call__(self, root: str | Path) -> Path:
-        """Prepare into ``root`` unless it is complete; returns ``root``."""
-        return prepare_folder(
-            root, name=self.name, pattern=self.images, specs=self.specs, settings=self.settings(),
-            process=self._process, unit="image",
-        )  # fmt: skip

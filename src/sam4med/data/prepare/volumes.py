@@ -25,15 +25,10 @@ from sam4med.data.format import ImageRecord
 from sam4med.data.prepare.inputs import file_stem, label_file, safe_id, source_of
 from sam4med.data.prepare.intensity import Intensity
 from sam4med.data.prepare.labels import LabelSpec, check_values, remap, whole_numbers
+from sam4med.data.prepare.preparer import FolderPreparer
 from sam4med.data.prepare.rules import SliceRules
 from sam4med.data.prepare.slices import clean_labels, emit, passes
-from sam4med.data.prepare.writer import (
-    DatasetWriter,
-    Input,
-    Part,
-    Skip,
-    prepare_folder,
-)
+from sam4med.data.prepare.writer import DatasetWriter, Input, Part, Skip
 from sam4med.errors import ConfigError, DataError
 
 PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
@@ -151,7 +146,7 @@ def write_volume(
     return Part(tuple(records), tuple(skips))
 
 
-class VolumePreparer:
+class VolumePreparer(FolderPreparer):
     """Prepare a folder of NIfTI volumes with their label volumes; a complete folder is left as it is.
 
     Args:
@@ -187,14 +182,14 @@ class VolumePreparer:
             raise ConfigError(f"plane must be one of {sorted(PLANES)}, got '{plane}'")
         if every_nth_slice < 1:
             raise ConfigError(f"every_nth_slice must be >= 1, got {every_nth_slice}")
-        self.name, self.images, self.plane = name, str(images), plane
-        self.specs = tuple(LabelSpec.from_config(m) for m in label_maps)
-        if not self.specs or any(not s.path for s in self.specs):
-            raise ConfigError("label_maps: give at least one label map, each with a path template")
+        super().__init__(
+            name=name, images=images, label_maps=label_maps, source_pattern=source_pattern,
+            min_label_sum=min_label_sum, label_sum_maps=label_sum_maps, min_object_area=min_object_area,
+            max_components=max_components,
+        )  # fmt: skip
+        self.plane = plane
         self.modality = modality if isinstance(modality, str) else tuple(str(m) for m in modality)
-        self.source_pattern = source_pattern
         self.intensity = Intensity.build(**dict(intensity or {}))
-        self.rules = SliceRules.build(min_label_sum, label_sum_maps, min_object_area, max_components)
         self.every_nth_slice = int(every_nth_slice)
 
     def settings(self) -> dict:
@@ -232,7 +227,8 @@ class VolumePreparer:
             volumes.append(Volume(key, source, modalities[k], _frame(image, k), frames, zooms, str(path), files))
         return volumes
 
-    def _process(self, item: Input, writer: DatasetWriter) -> Part:
+    def process(self, item: Input, writer: DatasetWriter) -> Part:
+        """Write the kept slices of every volume of one input file (a 4D file holds several)."""
         volumes = self._volumes(Path(item.file))
         records, skips = [], []
         for k, volume in enumerate(volumes):
@@ -249,10 +245,3 @@ class VolumePreparer:
             records += part.records
             skips += part.skips
         return Part(tuple(records), tuple(skips))
-
-    def __call__(self, root: str | Path) -> Path:
-        """Prepare into ``root`` unless it is complete; returns ``root``."""
-        return prepare_folder(
-            root, name=self.name, pattern=self.images, specs=self.specs, settings=self.settings(),
-            process=self._process, unit="volume",
-        )  # fmt: skip

@@ -40,8 +40,6 @@ from sam4med.data.format import (
     write_manifest,
     write_text,
 )
-from sam4med.data.prepare.inputs import file_stem, find_inputs, safe_id
-from sam4med.data.prepare.labels import LabelSpec
 from sam4med.errors import DataError
 
 log = logging.getLogger("sam4med")
@@ -154,7 +152,7 @@ class DatasetWriter:
             save_png(label_path(self.root, name, image_id), array)
         save_png(image_path(self.root, image_id), image)
 
-    def finish(self, info: DatasetInfo, parts: Sequence[Part]) -> list[ImageRecord]:
+    def finish(self, info: DatasetInfo, parts: Sequence[Part]) -> None:
         """Write manifest, dataset.yaml and skipped.csv, drop the bookkeeping, mark the folder complete."""
         records = [r for p in parts for r in p.records]
         skips = [s for p in parts for s in p.skips]
@@ -175,7 +173,6 @@ class DatasetWriter:
         shutil.rmtree(self.root / ".parts", ignore_errors=True)
         (self.root / ".prepare.json").unlink(missing_ok=True)
         write_text(self.root / ".complete", f"{len(records)} images, {len(skips)} skips\n")
-        return records
 
 
 def is_complete(root: str | Path) -> bool:
@@ -221,35 +218,6 @@ def report(root: Path, parts: Sequence[Part], start: float) -> None:
         "prepared %d images from %d inputs into %s in %.1f s (%d skips, see skipped.csv)",
         images, len(parts), root, time.perf_counter() - start, len(skips),
     )  # fmt: skip
-
-
-def prepare_folder(
-    root: str | Path,
-    *,
-    name: str,
-    pattern: str,
-    specs: Sequence[LabelSpec],
-    settings: dict,
-    process: Callable[[Input, DatasetWriter], Part],
-    unit: str,
-) -> Path:
-    """Prepare dataset ``name`` into ``root`` from the input files matching ``pattern``, unless complete.
-
-    Each input is handed to ``process`` (resumably, see :func:`run_inputs`); the label maps of
-    ``dataset.yaml`` come from ``specs`` and the records written. Returns ``root``.
-    """
-    root = Path(root)
-    if is_complete(root):
-        return root
-    start = time.perf_counter()
-    inputs = [Input(safe_id(file_stem(p)), str(p)) for p in find_inputs(pattern)]
-    writer = DatasetWriter(root, settings)
-    parts = run_inputs(writer, inputs, process, desc=f"{name} {unit}s", unit=unit)
-    records = [r for p in parts for r in p.records]
-    naming = [(s.name, s.instances if s.instances else s.output_names()) for s in specs]
-    writer.finish(DatasetInfo(name, label_maps_from(naming, records), preparation=settings), parts)
-    report(root, parts, start)
-    return root
 
 
 def label_maps_from(
