@@ -7,7 +7,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,13 +23,6 @@ from sam4med.run import check_required
 log = logging.getLogger("sam4med")
 
 
-def trained_multimask(path: str | Path) -> str | None:
-    """The ``multimask`` setting a fine-tuned checkpoint was trained for (None if it does not say)."""
-    checkpoint = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=False)
-    config = checkpoint.get("sam4med", {}).get("config", {}) if isinstance(checkpoint, dict) else {}
-    return config.get("multimask") if isinstance(config, dict) else None
-
-
 def evaluate(cfg: DictConfig) -> Path:
     """Run the configured strategies on one split; returns the results folder."""
     check_required(cfg)
@@ -42,8 +34,8 @@ def evaluate(cfg: DictConfig) -> Path:
     model = instantiate(cfg.model)
     phase = "zero_shot"
     if cfg.get("finetuned"):
-        load_finetuned_decoder(model, cfg.finetuned)
-        trained = trained_multimask(cfg.finetuned)
+        config = load_finetuned_decoder(model, cfg.finetuned).get("config", {})
+        trained = config.get("multimask") if isinstance(config, dict) else None
         if trained is not None and trained != cfg.multimask:
             raise ConfigError(
                 f"{cfg.finetuned} was trained for multimask={trained}; score it with the same setting "

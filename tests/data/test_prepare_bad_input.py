@@ -22,6 +22,13 @@ def skip_reasons(root):
         return {row["file"].rsplit("/", 1)[-1]: row["reason"] for row in csv.DictReader(handle)}
 
 
+def assert_skips(reasons, expected):
+    """Exactly the expected files were skipped, each for a reason containing the expected text."""
+    assert set(reasons) == set(expected)
+    for name, text in expected.items():
+        assert text in reasons[name], (name, reasons[name])
+
+
 def test_bad_volumes_are_skipped_and_named(tmp_path):
     src = tmp_path / "in"
     image, labels = phantom()
@@ -58,9 +65,7 @@ def test_bad_volumes_are_skipped_and_named(tmp_path):
         "nolabel.nii.gz": "nolabel.nii.gz: missing",
         "noslice.nii.gz": "no slice has a label sum > 50",
     }
-    assert set(reasons) == set(expected)
-    for name, text in expected.items():
-        assert text in reasons[name], (name, reasons[name])
+    assert_skips(reasons, expected)
 
 
 def _png(path, array):
@@ -112,9 +117,7 @@ def test_bad_2d_images_are_skipped_and_named(tmp_path):
         "empty.png": "label images are empty",
         "nan.tif": "NaN",
     }
-    assert set(reasons) == set(expected)
-    for name, text in expected.items():
-        assert text in reasons[name], (name, reasons[name])
+    assert_skips(reasons, expected)
 
 
 def test_too_many_instances_are_skipped_unless_tiled(tmp_path):

@@ -18,11 +18,10 @@ import numpy as np
 from scipy import ndimage
 
 from sam4med.data.format import ImageRecord, LabelMap
-from sam4med.data.prepare.intensity import minmax_uint8  # noqa: F401  (kept importable from here)
 from sam4med.data.prepare.labels import LabelSpec
 from sam4med.data.prepare.preparer import Preparer
 from sam4med.data.prepare.rules import SliceRules
-from sam4med.data.prepare.volumes import PLANES, Volume, load_nifti, plane_slice, write_volume
+from sam4med.data.prepare.volumes import DEFAULT_INTENSITY, PLANES, Volume, load_nifti, plane_slice, write_volume
 from sam4med.data.prepare.writer import DatasetWriter, Input, Part
 from sam4med.errors import ConfigError, DataError
 
@@ -108,7 +107,7 @@ class Colin27AAL(Preparer):
         return {
             "kind": "colin27_aal", "structures": list(self.structures), "include_brain": self.include_brain,
             "source_dir": str(self.source_dir), "every_nth_slice": self.every_nth_slice, "plane": self.plane,
-            "rules": self.rules.to_config(), "intensity": {"mode": "minmax", "window": None},
+            "rules": self.rules.to_config(), "intensity": DEFAULT_INTENSITY.to_config(),
         }  # fmt: skip
 
     def inputs(self) -> list[Input]:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from sam4med.data.format import (
     DatasetInfo,
@@ -19,6 +18,7 @@ from sam4med.data.format import (
     label_path,
     load_png,
     load_rgb,
+    png_size,
     read_info,
     read_manifest,
 )
@@ -137,12 +137,7 @@ class CosmosDataset:
     def object_refs(self, index: int) -> tuple[ObjectRef, ...]:
         """The objects of image ``index`` (reads its label maps and the image size, not its pixels)."""
         record = self.records[index]
-        path = image_path(self.root, record.image_id)
-        try:
-            with Image.open(path) as img:
-                shape = (img.height, img.width)
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise DataError(f"{path}: cannot read image ({exc})") from exc
+        shape = png_size(image_path(self.root, record.image_id))
         return tuple(self._objects(record, shape)[0])
 
     def mask(self, ref: ObjectRef) -> np.ndarray:

@@ -23,9 +23,10 @@ patient an image came from (splits never divide a source unless a dataset has to
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,13 +65,6 @@ class DatasetInfo:
         if self.preparation:
             data["preparation"] = dict(self.preparation)
         return data
-
-    def label_map(self, name: str) -> LabelMap:
-        """The label map called ``name``."""
-        for m in self.label_maps:
-            if m.name == name:
-                return m
-        raise DataError(f"dataset '{self.name}' has no label map '{name}'")
 
 
 @dataclass(frozen=True)
@@ -235,14 +229,16 @@ def read_manifest(root: Path) -> list[ImageRecord]:
 
 def write_manifest(root: Path, records: list[ImageRecord]) -> None:
     """Write ``manifest.csv`` atomically, with the prepared-folder columns."""
-    path = Path(root) / "manifest.csv"
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS + PREPARED_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for record in records:
-            writer.writerow(record.to_row())
-    tmp.replace(path)
+    write_csv(Path(root) / "manifest.csv", MANIFEST_COLUMNS + PREPARED_COLUMNS, (r.to_row() for r in records))
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, str]]) -> None:
+    """Write a CSV file (header ``columns``, Unix line ends) atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
 
 def write_text(path: Path, text: str) -> None:
@@ -276,6 +272,15 @@ def load_png(path: Path) -> np.ndarray:
     if array.dtype != np.uint8:
         raise DataError(f"{path}: expected 8-bit pixels, got {array.dtype}")
     return array
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file, from its header (pixels not read), naming the file when it cannot be read."""
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{path}: cannot read image ({exc})") from exc
 
 
 def load_rgb(path: Path) -> np.ndarray:

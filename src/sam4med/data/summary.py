@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from sam4med.data.format import (
     ImageRecord,
@@ -24,6 +23,7 @@ from sam4med.data.format import (
     image_path,
     label_path,
     load_png,
+    png_size,
     read_info,
     read_manifest,
 )
@@ -78,14 +78,7 @@ def area_bin(height: int, width: int) -> str:
 
 
 def _size(root: Path, record: ImageRecord) -> tuple[int, int]:
-    if record.size:
-        return record.size
-    path = image_path(root, record.image_id)
-    try:
-        with Image.open(path) as img:
-            return img.height, img.width
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read image ({exc})") from exc
+    return record.size or png_size(image_path(root, record.image_id))
 
 
 def _objects(root: Path, record: ImageRecord, info) -> tuple[ObjectEntry, ...]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sam4med.data.format import write_text
 from sam4med.evaluation.tables import markdown_table, s1_empty_table, write_tables
 
 METRICS = ("dice", "iou", "hd", "hd95")
@@ -97,37 +98,33 @@ def write_results(frame: pd.DataFrame, directory: Path, *, meta: dict) -> dict[s
         "comparison_csv": directory / "comparison.csv",
     }
 
-    def atomic(path: Path, text: str) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-
-    atomic(paths["metrics"], frame.to_csv(index=False))
+    write_text(paths["metrics"], frame.to_csv(index=False))
     summary = summarize(frame) if len(frame) else pd.DataFrame()
-    atomic(
+    means = overall(frame) if len(frame) else pd.DataFrame()
+    write_text(
         paths["summary"],
         json.dumps(
             {
                 "meta": meta,
                 "means": summary.to_dict(orient="records"),
-                "overall": overall(frame).to_dict(orient="records") if len(frame) else [],
+                "overall": means.to_dict(orient="records"),
                 "s1_empty_images": s1_empty_table(frame).to_dict(orient="records") if len(frame) else [],
             },
             indent=2,
         ),
     )
     comp = comparison(frame) if len(frame) else pd.DataFrame()
-    atomic(paths["comparison_csv"], comp.to_csv(index=False))
+    write_text(paths["comparison_csv"], comp.to_csv(index=False))
     lines = [f"# {meta.get('title', 'Results')}", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items() if k != "title"]
     lines += [
         "",
         "## Mean per strategy (over object instances)",
         "",
-        markdown_table(overall(frame)) if len(frame) else "",
+        markdown_table(means) if len(frame) else "",
     ]
     lines += ["", "## Per target", "", markdown_table(comp) if len(comp) else "", ""]
-    atomic(paths["comparison_md"], "\n".join(lines))
+    write_text(paths["comparison_md"], "\n".join(lines))
     if len(frame):
         paths.update(write_tables(frame, directory))
     return paths

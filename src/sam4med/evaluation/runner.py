@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from sam4med.data.dataset import CosmosDataset, ImageItem
+from sam4med.data.format import write_text
 from sam4med.embeddings import EmbeddingCache
 from sam4med.evaluation.everything import EverythingMode, EverythingSettings, match_masks
 from sam4med.evaluation.predict import predict
@@ -48,12 +49,6 @@ def _read_log(path: Path | None) -> list[ObjectResult]:
         except (json.JSONDecodeError, TypeError):
             break
     return rows
-
-
-def _write_log(path: Path, rows: Sequence[ObjectResult]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(asdict(r)) + "\n" for r in rows))
-    tmp.replace(path)
 
 
 def _score_image(
@@ -129,7 +124,7 @@ def evaluate(
     path = Path(log_path) if log_path else None
     logged = _read_log(path)
     if path is not None and path.is_file():  # drop a cut or outdated tail, so appended rows stay readable
-        _write_log(path, logged)
+        write_text(path, "".join(json.dumps(asdict(r)) + "\n" for r in logged))
     results = [r for r in logged if r.phase == phase]
     done = {(r.image_id, r.strategy) for r in results}
     model.eval()

@@ -54,9 +54,8 @@ def run_labels(runs: list[Path]) -> dict[Path, str]:
     return {run: run.name for run in runs}
 
 
-def merge_runs(runs: list[Path]) -> pd.DataFrame:
-    """The long results of all runs, with a ``run`` column holding each run's label."""
-    labels = run_labels(runs)
+def merge_runs(runs: list[Path], labels: dict[Path, str]) -> pd.DataFrame:
+    """The long results of all runs, with a ``run`` column holding each run's label (see :func:`run_labels`)."""
     frames = [pd.read_csv(run / "results" / "metrics.csv").assign(run=labels[run]) for run in runs]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -87,7 +86,9 @@ def write_sweep_tables(sweep_dir: str | Path) -> dict[str, Path]:
     runs = find_runs(sweep_dir)
     if not runs:
         return {}
-    frame = merge_runs(runs)
+    labels = run_labels(runs)
+    frame = merge_runs(runs, labels)
+    runs_line = ", ".join(f"{label} ({run.name})" for run, label in labels.items())
     tables = {
         "sweep_dice": ("Mean Dice per target, runs side by side", side_by_side(frame, "dice")),
         "sweep_hd": ("Mean HD (pixels) per target, runs side by side", side_by_side(frame, "hd_px")),
@@ -98,7 +99,6 @@ def write_sweep_tables(sweep_dir: str | Path) -> dict[str, Path]:
         paths[f"{name}_csv"] = sweep_dir / f"{name}.csv"
         paths[f"{name}_md"] = sweep_dir / f"{name}.md"
         table.to_csv(paths[f"{name}_csv"], index=False)
-        runs_line = ", ".join(f"{label} ({run.name})" for run, label in run_labels(runs).items())
         paths[f"{name}_md"].write_text(f"# {title}\n\nRuns: {runs_line}\n\n{markdown_table(table)}\n")
     return paths
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from sam4med.data.format import write_text
+
 STRATEGY_ORDER = ("S1", "S2", "S3", "S4", "S5", "S6")
 REPORTED = ("dice", "iou", "hd", "hd95", "hd_px", "hd95_px")
 
@@ -113,10 +115,8 @@ def write_tables(frame: pd.DataFrame, directory: Path, *, digits: int = 3) -> di
     lines = ["# Result tables", "", "Dice and IoU are fractions; `hd`/`hd95` in mm where the spacing is known.", ""]
     for name, (title, table) in tables.items():
         paths[name] = directory / f"{name}.csv"
-        tmp = paths[name].with_name(paths[name].name + ".tmp")
-        tmp.write_text(table.to_csv(index=False))
-        tmp.replace(paths[name])
+        write_text(paths[name], table.to_csv(index=False))
         lines += [f"## {title}", "", markdown_table(table, digits=digits) if len(table) else "(none)", ""]
     paths["markdown"] = directory / "tables.md"
-    paths["markdown"].write_text("\n".join(lines))
+    write_text(paths["markdown"], "\n".join(lines))
     return paths

@@ -13,11 +13,12 @@ from sam4med.models.sam_model import SamModel
 TRAINED_PREFIX = "model.mask_decoder."
 
 
-def load_finetuned_decoder(model: SamModel, path: str | Path) -> None:
-    """Load the decoder of a sam4med training checkpoint into ``model`` (in place).
+def load_finetuned_decoder(model: SamModel, path: str | Path) -> dict:
+    """Load the decoder of a sam4med training checkpoint into ``model`` (in place); returns its metadata.
 
     The checkpoint must have been trained on the same backbone with the same frozen encoder weights
-    (checked through the encoder hash the checkpoint records).
+    (checked through the encoder hash the checkpoint records). The metadata is the checkpoint's
+    ``sam4med`` entry (backbone, base-weight hashes, training config); empty if it has none.
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -38,3 +39,4 @@ def load_finetuned_decoder(model: SamModel, path: str | Path) -> None:
     if not state:
         raise CheckpointError(f"{path}: holds no mask-decoder weights")
     load_strict(model.mask_decoder, state, path, model.name)
+    return meta

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sam4med.data.format import write_text
 from sam4med.errors import DataError
 from sam4med.prompts.generate import make_prompt
 from sam4med.prompts.prompt import Prompt
@@ -63,9 +64,6 @@ class PromptStore:
         """Write the file if anything was added."""
         if self.path is None or not self._dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
         data = {"seed": self.seed, "prompts": {k: p.to_dict() for k, p in sorted(self._prompts.items())}}
-        tmp.write_text(json.dumps(data, indent=0))
-        tmp.replace(self.path)
+        write_text(self.path, json.dumps(data, indent=0))
         self._dirty = False

@@ -158,11 +158,10 @@ def remap(labels: np.ndarray, spec: LabelSpec, where: str) -> tuple[np.ndarray, 
         if count > MAX_LABEL:
             raise DataError(f"{where}: {count} instances do not fit in 1..{MAX_LABEL}; split the image into tiles")
         return inverse.astype(np.uint8), {i: spec.instances for i in range(1, count + 1)}
-    output_of_name = {n: v for v, n in spec.output_names().items()}
+    names = spec.output_names()
+    output_of_name = {n: v for v, n in names.items()}
     keys = np.array(sorted(spec.objects), dtype=np.int64)
     outs = np.array([output_of_name[spec.objects[int(k)]] for k in keys], dtype=np.uint8)
     index = np.minimum(np.searchsorted(keys, labels), len(keys) - 1)
     out = np.where(keys[index] == labels, outs[index], 0).astype(np.uint8)
-    present = np.unique(out)
-    names = spec.output_names()
-    return out, {int(v): names[int(v)] for v in present if v != 0}
+    return out, {int(v): names[int(v)] for v in np.unique(out) if v != 0}

@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import shutil
@@ -36,6 +34,7 @@ from sam4med.data.format import (
     label_path,
     parse_objects,
     save_png,
+    write_csv,
     write_info,
     write_manifest,
     write_text,
@@ -156,11 +155,7 @@ class DatasetWriter:
         """Write manifest, dataset.yaml and skipped.csv, drop the bookkeeping, mark the folder complete."""
         records = [r for p in parts for r in p.records]
         skips = [s for p in parts for s in p.skips]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=SKIP_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(s.to_row() for s in skips)
-        write_text(self.root / "skipped.csv", buffer.getvalue())
+        write_csv(self.root / "skipped.csv", SKIP_COLUMNS, (s.to_row() for s in skips))
         if not records:
             first = f" (first: {skips[0].file}: {skips[0].reason})" if skips else ""
             raise DataError(f"{self.root}: no image was prepared; {len(skips)} skips in skipped.csv{first}")
