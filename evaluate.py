@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from sam4med.evaluate import evaluate
-from sam4med.run import quiet_libraries, user_errors_in_one_line
+from sam4med.cli import quiet_libraries, user_errors_in_one_line
+from sam4med.jobs.evaluate import evaluate_model
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
@@ -12,7 +12,7 @@ from sam4med.run import quiet_libraries, user_errors_in_one_line
 def main(cfg: DictConfig) -> None:
     """Entry point: ``python evaluate.py [model=...] [dataset=...] [finetuned=PATH]``."""
     quiet_libraries()
-    evaluate(cfg)
+    evaluate_model(cfg)
 
 
 if __name__ == "__main__":

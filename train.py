@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from sam4med.run import quiet_libraries, user_errors_in_one_line
-from sam4med.train import train
+from sam4med.cli import quiet_libraries, user_errors_in_one_line
+from sam4med.jobs.train import fine_tune
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -12,7 +12,7 @@ from sam4med.train import train
 def main(cfg: DictConfig) -> None:
     """Entry point: ``python train.py [overrides]``."""
     quiet_libraries()
-    train(cfg)
+    fine_tune(cfg)
 
 
 if __name__ == "__main__":

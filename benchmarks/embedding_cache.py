@@ -28,7 +28,7 @@ from omegaconf import open_dict
 from segment_anything import sam_model_registry
 
 from sam4med.embeddings import EmbeddingCache
-from sam4med.evaluation.runner import evaluate
+from sam4med.evaluation.session import EvaluationSession, EvaluationSettings
 from sam4med.prompts.store import PromptStore
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -55,25 +55,18 @@ def main() -> None:
     datamodule = instantiate(cfg.dataset)
     datamodule.prepare_data()
     split = datamodule.dataset(cfg.split)
-    dataset = type(split)(split.root, [r.image_id for r in split.records[: args.images]], split.min_object_area)
+    dataset = split.subset([r.image_id for r in split.records[: args.images]])
     everything = instantiate(cfg.everything)
+    settings = EvaluationSettings.build(
+        strategies=cfg.strategies, multimask=cfg.multimask, everything=everything, split=cfg.split
+    )
     with tempfile.TemporaryDirectory() as tmp:
         times, rows = {}, {}
         for run in ("uncached", "cached"):
             cache = EmbeddingCache(Path(tmp) / "cache", dtype=cfg.embeddings.dtype)
             start = time.perf_counter()
-            rows[run] = evaluate(
-                model,
-                dataset,
-                strategies=list(cfg.strategies),
-                phase="zero_shot",
-                cache=cache,
-                prompts=PromptStore(Path(tmp) / run / "prompts.json", seed=cfg.seed),
-                multimask=cfg.multimask,
-                log_path=None,
-                progress=False,
-                everything=everything,
-            )
+            session = EvaluationSession(Path(tmp) / run, settings, prompts=PromptStore(seed=cfg.seed), cache=cache)
+            rows[run] = session.score(model, dataset, phase="zero_shot", log_name=None, progress=False)
             times[run] = time.perf_counter() - start
             print(f"{run}: {times[run]:.1f} s ({cache.stats()})")
     print(

@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from sam4med.data.colin27 import Colin27AAL
 from sam4med.data.dataset import CosmosDataset
 from sam4med.data.format import read_manifest
+from sam4med.data.samples import DecoderSamples, collate
 from sam4med.embeddings import EmbeddingCache
 from sam4med.models.builders import build_litemedsam, build_tiny
+from sam4med.prepare.colin27 import Colin27AAL
 from sam4med.training.module import DecoderFineTuner
-from sam4med.training.samples import DecoderSamples, collate
 
 
 def steps_per_second(module: DecoderFineTuner, loader: DataLoader, steps: int) -> float:

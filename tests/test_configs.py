@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from hydra.utils import instantiate
 
-from sam4med.evaluate import evaluate
 from sam4med.evaluation.everything import EverythingSettings
-from sam4med.train import train
+from sam4med.jobs.evaluate import evaluate_model
+from sam4med.jobs.train import fine_tune
 from tests.conftest import REPO
 from tests.helpers import CONF, compose_config
 
@@ -39,7 +39,7 @@ def test_every_option_of_other_groups_composes(tmp_path, group):
 
 def test_train_smoke_runs(tmp_path):
     cfg = compose_config("train", tmp_path, SMALL_TRAIN)
-    metrics = train(cfg)
+    metrics = fine_tune(cfg)
     assert "val/dice" in metrics
     results = tmp_path / "run" / "results"
     frame = pd.read_csv(results / "metrics.csv")
@@ -64,27 +64,46 @@ def test_train_smoke_runs(tmp_path):
     assert "dice_delta" in (results / "comparison.md").read_text()
     checkpoints = list((tmp_path / "run" / "checkpoints").glob("epoch*.ckpt"))
     assert len(checkpoints) == 1
+    # evaluate.py on the checkpoint with the run's prompts reproduces the callback's numbers: one flow
+    again = evaluate_model(
+        compose_config(
+            "evaluate",
+            tmp_path / "again",
+            [
+                "model=tiny",
+                "dataset=synthetic",
+                "everything=cpu",
+                f"finetuned={checkpoints[0]}",
+                f"prompts={results / 'prompts.json'}",
+            ],
+        )
+    )
+    def rows(table):
+        table = table[table.phase == "finetuned"].drop(columns="phase")
+        return table.sort_values(["strategy", "object_key"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(rows(frame), rows(pd.read_csv(again / "metrics.csv")))
 
 
 def test_train_callback_takes_the_s1_settings_of_the_config(tmp_path):
-    callback = instantiate(compose_config("train", tmp_path).callbacks.before_after)
-    assert callback.strategies == ["S1", "S2", "S3", "S4", "S5", "S6"]
-    assert (callback.everything.points_per_side, callback.everything.points_per_batch) == (8, 16)
-    assert callback.everything.pred_iou_thresh == 0.88 and callback.everything.stability_score_thresh == 0.95
+    settings = instantiate(compose_config("train", tmp_path).callbacks.before_after).settings
+    assert settings.strategies == ("S1", "S2", "S3", "S4", "S5", "S6")
+    assert (settings.everything.points_per_side, settings.everything.points_per_batch) == (8, 16)
+    assert settings.everything.pred_iou_thresh == 0.88 and settings.everything.stability_score_thresh == 0.95
     paper = instantiate(compose_config("train", tmp_path, ["experiment=paper"]).callbacks.before_after)
-    assert paper.everything == EverythingSettings()  # SAM's own generator defaults
+    assert paper.settings.everything == EverythingSettings()  # SAM's own generator defaults
 
 
 def test_evaluate_smoke_runs_and_reuses_prompts(tmp_path):
     cfg = compose_config("evaluate", tmp_path, ["model=tiny", "dataset=synthetic", "strategies=[S2,S4,S5]"])
-    first = evaluate(cfg)
+    first = evaluate_model(cfg)
     prompts = first / "prompts.json"
     cfg2 = compose_config(
         "evaluate",
         tmp_path / "second",
         ["model=tiny", "dataset=synthetic", "strategies=[S2,S4,S5]", f"prompts={prompts}", "seed=999"],
     )
-    second = evaluate(cfg2)
+    second = evaluate_model(cfg2)
     assert json.loads((second / "prompts.json").read_text())["prompts"] == json.loads(prompts.read_text())["prompts"]
     a, b = pd.read_csv(first / "metrics.csv"), pd.read_csv(second / "metrics.csv")
     pd.testing.assert_frame_equal(a, b)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sam4med.train import train
+from sam4med.jobs.train import fine_tune
 from tests.helpers import CONF, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -23,6 +23,6 @@ def test_there_are_experiments():
 def test_experiment_smoke_runs(tmp_path, experiment):
     cfg = compose_config("train", tmp_path, [f"experiment={experiment}", *SHRINK])
     assert cfg.experiment_name == experiment
-    metrics = train(cfg)
+    metrics = fine_tune(cfg)
     assert "val/dice" in metrics
     assert (tmp_path / "run" / "results" / "comparison.md").is_file()

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from sam4med.train import train
+from sam4med.jobs.train import fine_tune
 from tests.helpers import compose_config
 
 pytestmark = pytest.mark.gpu
@@ -29,7 +29,7 @@ def test_train_on_gpu_matches_cpu_zero_shot(tmp_path):
                 "trainer.enable_progress_bar=false",
             ],
         )
-        train(cfg)
+        fine_tune(cfg)
         runs[accelerator] = pd.read_csv(tmp_path / accelerator / "run" / "results" / "metrics.csv")
     cpu, gpu = (runs[a].query("phase == 'zero_shot'").reset_index(drop=True) for a in ("cpu", "gpu"))
     assert len(cpu) == len(gpu) > 0

@@ -5,7 +5,7 @@ import json
 import matplotlib
 import pytest
 
-from sam4med.train import train
+from sam4med.jobs.train import fine_tune
 from tests.conftest import REPO
 from tests.helpers import compose_config
 
@@ -15,7 +15,7 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 @pytest.fixture(scope="module")
 def results_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("nb")
-    train(
+    fine_tune(
         compose_config("train", tmp, ["experiment=quick", "trainer.enable_progress_bar=false", "trainer.max_epochs=1"])
     )
     return tmp / "run" / "results"

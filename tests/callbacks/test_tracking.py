@@ -2,7 +2,7 @@
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sam4med.train import train
+from sam4med.jobs.train import fine_tune
 from tests.helpers import compose_config
 
 
@@ -19,7 +19,7 @@ def test_tensorboard_and_offline_wandb_receive_results(tmp_path, monkeypatch):
             "callbacks.before_after.overlays=2",
         ],
     )
-    train(cfg)
+    fine_tune(cfg)
     run = tmp_path / "run"
     events = EventAccumulator(str(next((run / "tensorboard").glob("version_*"))))
     events.Reload()

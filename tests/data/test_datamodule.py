@@ -3,8 +3,8 @@
 import csv
 
 from sam4med.data.datamodule import CosmosDataModule
-from sam4med.data.prepare.volumes import VolumePreparer
-from tests.data.volumes import preparer_settings, volume_folder
+from sam4med.prepare.volumes import VolumePreparer
+from tests.prepare.volumes import preparer_settings, volume_folder
 
 
 def test_split_by_volume_is_seeded_and_saved(tmp_path):

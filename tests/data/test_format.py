@@ -24,6 +24,14 @@ def test_reads_objects(folder):
     assert item.objects[0].target == "Disc-Synthetic"
 
 
+def test_subset_keeps_manifest_order_and_reads_the_same_items(folder):
+    dataset = CosmosDataset(folder)
+    ids = [r.image_id for r in dataset.records]
+    part = dataset.subset([ids[2], ids[0]])
+    assert [r.image_id for r in part.records] == [ids[0], ids[2]]
+    assert np.array_equal(part[1].image, dataset[2].image) and len(dataset) == len(ids)
+
+
 def test_missing_manifest(folder):
     (folder / "manifest.csv").unlink()
     with pytest.raises(DataError, match="manifest.csv: missing"):

@@ -94,7 +94,9 @@ def test_default_settings_are_sams_and_the_config_uses_them(tmp_path):
 
 def test_an_image_without_surviving_masks_matches_nothing(tiny_model, synthetic_root):
     item = CosmosDataset(synthetic_root)[0]
-    generated = EverythingMode(tiny_model)(tiny_model.embed_image(item.image), item.image.shape[:2])
+    generated = EverythingMode(tiny_model, EverythingSettings())(
+        tiny_model.embed_image(item.image), item.image.shape[:2]
+    )
     assert len(generated.masks) == 0  # a random model never passes SAM's default filters
     matched = match_masks(generated, item.masks)
     assert matched.masks.shape == item.masks.shape and not matched.masks.any()

@@ -9,10 +9,13 @@ import pytest
 
 from sam4med.data.dataset import CosmosDataset
 from sam4med.embeddings import EmbeddingCache
+from sam4med.errors import ConfigError
 from sam4med.evaluation.everything import EverythingSettings
 from sam4med.evaluation.results import to_frame
-from sam4med.evaluation.runner import ALL_STRATEGIES, evaluate, s1_empty_images
+from sam4med.evaluation.runner import ALL_STRATEGIES, s1_empty_images, score_dataset
+from sam4med.evaluation.session import EvaluationSettings
 from sam4med.metrics import image_diagonal
+from sam4med.models.multimask import Multimask
 from sam4med.prompts.store import PromptStore
 
 SMALL_GRID = EverythingSettings(points_per_side=4)
@@ -37,14 +40,16 @@ class CountingEncoder:
 
 
 def run(model, dataset, cache, tmp_path, name, **kwargs):
-    return evaluate(
+    return score_dataset(
         model,
         dataset,
         strategies=kwargs.pop("strategies", list(ALL_STRATEGIES)),
         phase="zero_shot",
         cache=cache,
-        prompts=PromptStore(tmp_path / name / "prompts.json", seed=0),
-        multimask=kwargs.pop("multimask", "single"),
+        prompts=PromptStore(
+            seed=0, read_from=tmp_path / name / "prompts.json", write_to=tmp_path / name / "prompts.json"
+        ),
+        multimask=Multimask(kwargs.pop("multimask", "single")),
         log_path=tmp_path / name / "log.jsonl",
         progress=False,
         everything=SMALL_GRID,
@@ -106,9 +111,11 @@ def test_resume_skips_scored_images_and_ignores_old_log_rows(tiny_model, dataset
     assert counter.calls == len(dataset) and fresh == rows
 
 
-def test_unknown_strategy_is_refused(tiny_model, dataset, tmp_path):
-    with pytest.raises(ValueError, match="unknown strategies"):
-        run(tiny_model, dataset, EmbeddingCache(None), tmp_path, "bad", strategies=["S7"])
+def test_unknown_strategy_and_mask_selection_are_refused_in_one_line():
+    with pytest.raises(ConfigError, match="unknown strategies"):
+        EvaluationSettings.build(strategies=["S7"], multimask="single", everything=SMALL_GRID, split="test")
+    with pytest.raises(ConfigError, match="multimask must be one of single, oracle, confidence; got 'oracel'"):
+        EvaluationSettings.build(strategies=["S5"], multimask="oracel", everything=SMALL_GRID, split="test")
 
 
 def test_all_rows_have_the_objects_of_their_image(tiny_model, dataset, tmp_path):

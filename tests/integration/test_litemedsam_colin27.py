@@ -7,10 +7,12 @@ import pytest
 from sam4med.data.dataset import CosmosDataset
 from sam4med.data.format import read_manifest
 from sam4med.embeddings import EmbeddingCache
+from sam4med.evaluation.everything import EverythingSettings
 from sam4med.evaluation.results import to_frame
-from sam4med.evaluation.runner import evaluate
+from sam4med.evaluation.runner import score_dataset
 from sam4med.metrics import dice
 from sam4med.models.builders import build_litemedsam
+from sam4med.models.multimask import Multimask
 from sam4med.prompts.store import PromptStore
 
 
@@ -23,13 +25,15 @@ def test_box_prompts_segment_far_above_chance(litemedsam, colin27_root, tmp_path
     records = read_manifest(colin27_root)
     ids = [r.image_id for r in records[len(records) // 2 - 2 : len(records) // 2 + 2]]  # 4 mid slices
     dataset = CosmosDataset(colin27_root, ids, min_object_area=10)
-    rows = evaluate(
+    rows = score_dataset(
         litemedsam,
         dataset,
         strategies=["S2", "S5"],
         phase="zero_shot",
         cache=EmbeddingCache(tmp_path / "cache"),
-        prompts=PromptStore(None, seed=0),
+        prompts=PromptStore(seed=0),
+        multimask=Multimask.SINGLE,
+        everything=EverythingSettings(),
         progress=False,
     )
     frame = to_frame(rows)
@@ -56,13 +60,15 @@ def test_second_pass_reuses_embeddings_bit_identically(litemedsam, colin27_root,
         cache = EmbeddingCache(tmp_path / "cache")
         frames.append(
             to_frame(
-                evaluate(
+                score_dataset(
                     litemedsam,
                     dataset,
                     strategies=["S5"],
                     phase="zero_shot",
                     cache=cache,
-                    prompts=PromptStore(None, seed=0),
+                    prompts=PromptStore(seed=0),
+                    multimask=Multimask.SINGLE,
+                    everything=EverythingSettings(),
                     progress=False,
                 )
             )

@@ -8,6 +8,7 @@ from segment_anything.modeling import Sam
 
 from sam4med.evaluation.predict import predict
 from sam4med.metrics import dice
+from sam4med.models.multimask import Multimask
 from sam4med.prompts.generate import STRATEGIES, make_prompt
 
 
@@ -44,7 +45,7 @@ def test_masks_equal_predictor(tiny_model, image_and_masks, strategy, multimask)
     predictor.set_image(image)
     prompts = [make_prompt(m, strategy, seed=1, object_key=f"o{i}") for i, m in enumerate(masks)]
     embedding = tiny_model.embed_image(image)
-    ours = predict(tiny_model, embedding, prompts, image.shape[:2], multimask=multimask, gt_masks=masks)
+    ours = predict(tiny_model, embedding, prompts, image.shape[:2], multimask=Multimask(multimask), gt_masks=masks)
     assert 0 < ours.masks.mean() < 1  # the comparison is between non-trivial masks
     for i, prompt in enumerate(prompts):
         kwargs = {}

@@ -3,11 +3,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from sam4med.data.dataset import CosmosDataset
+from sam4med.data.samples import DecoderSamples, collate
 from sam4med.embeddings import EmbeddingCache
 from sam4med.models.builders import build_tiny
 from sam4med.models.finetuned import load_finetuned_decoder
 from sam4med.training.module import DecoderFineTuner
-from sam4med.training.samples import DecoderSamples, collate
 
 
 def make_module(model, multimask="single"):
@@ -60,8 +60,10 @@ def test_checkpoint_holds_only_the_decoder(synthetic_root, tmp_path):
     trainer.fit(module, train_dataloaders=loader(synthetic_root, model))
     path = tmp_path / "decoder.ckpt"
     trainer.save_checkpoint(path)
-    state = torch.load(path, weights_only=False)["state_dict"]
+    checkpoint = torch.load(path, weights_only=True)  # hyperparameters are plain values, no pickled objects
+    state = checkpoint["state_dict"]
     assert state and all(k.startswith("model.mask_decoder.") for k in state)
+    assert checkpoint["hyper_parameters"]["multimask"] == "single"
     fresh = build_tiny()
     load_finetuned_decoder(fresh, path)
     assert all(torch.equal(v, model.mask_decoder.state_dict()[k]) for k, v in fresh.mask_decoder.state_dict().items())
@@ -123,3 +125,33 @@ def test_cached_mode_refuses_augmentation(synthetic_root):
 
     with pytest.raises(ConfigError, match="online"):
         DecoderSamples(CosmosDataset(synthetic_root), build_tiny(), EmbeddingCache(None), augment=Augmentation())
+
+
+def test_run_config_and_multimask_travel_in_the_checkpoint(synthetic_root, tmp_path):
+    from sam4med.models.finetuned import read_finetuned
+    from sam4med.models.multimask import Multimask
+
+    model = build_tiny()
+    module = DecoderFineTuner(
+        model,
+        optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3),
+        multimask="oracle",
+        run_config={"dataset": {"name": "synthetic"}, "seed": 7},
+    )
+    trainer = pl.Trainer(
+        max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path
+    )
+    trainer.fit(module, train_dataloaders=loader(synthetic_root, model))
+    trainer.save_checkpoint(tmp_path / "decoder.ckpt")
+    finetuned = read_finetuned(tmp_path / "decoder.ckpt")
+    assert finetuned.multimask is Multimask.ORACLE
+    assert finetuned.run_config == {"dataset": {"name": "synthetic"}, "seed": 7}
+
+
+def test_unknown_multimask_is_refused_at_construction():
+    import pytest
+
+    from sam4med.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="multimask must be one of single, oracle, confidence; got 'best'"):
+        make_module(build_tiny(), multimask="best")

@@ -11,12 +11,12 @@ from torch.utils.data import DataLoader
 
 from sam4med.data.dataset import CosmosDataset
 from sam4med.data.format import read_manifest
+from sam4med.data.sampler import EpochSampler
+from sam4med.data.samples import DecoderSamples, collate
 from sam4med.data.split import Split, make_split
 from sam4med.embeddings import EmbeddingCache
 from sam4med.errors import ConfigError
 from sam4med.models.sam_model import SamModel
-from sam4med.training.sampler import EpochSampler
-from sam4med.training.samples import DecoderSamples, collate
 
 
 class CosmosDataModule(pl.LightningDataModule):

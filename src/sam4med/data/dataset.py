@@ -1,9 +1,8 @@
-"""Read a COSMOS-style dataset folder: per image (:class:`CosmosDataset`, all objects of an image at
-once) or per (image, object) (:class:`CosmosObjectDataset`, the unit of the COSMOS evaluation).
-"""
+"""Read a COSMOS-style dataset folder per image: :class:`CosmosDataset` gives an image with all of its objects."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ from sam4med.data.format import (
     label_path,
     load_png,
     load_rgb,
-    png_size,
     read_info,
     read_manifest,
 )
@@ -89,6 +87,13 @@ class CosmosDataset:
     def __len__(self) -> int:
         return len(self.records)
 
+    def subset(self, image_ids: Sequence[str]) -> CosmosDataset:
+        """The same dataset restricted to ``image_ids`` (manifest order kept; nothing is read again)."""
+        wanted = set(image_ids)
+        part = copy.copy(self)
+        part.records = [r for r in self.records if r.image_id in wanted]
+        return part
+
     def _label_map(self, name: str, record: ImageRecord, shape: tuple[int, int]) -> np.ndarray:
         path = label_path(self.root, name, record.image_id)
         if not path.is_file():
@@ -133,68 +138,3 @@ class CosmosDataset:
         objects, masks = self._objects(record, image.shape[:2])
         stacked = np.stack(masks) if masks else np.zeros((0, *image.shape[:2]), dtype=bool)
         return ImageItem(record=record, image=image, objects=tuple(objects), masks=stacked)
-
-    def object_refs(self, index: int) -> tuple[ObjectRef, ...]:
-        """The objects of image ``index`` (reads its label maps and the image size, not its pixels)."""
-        record = self.records[index]
-        shape = png_size(image_path(self.root, record.image_id))
-        return tuple(self._objects(record, shape)[0])
-
-    def mask(self, ref: ObjectRef) -> np.ndarray:
-        """H x W bool mask of one object."""
-        labels = load_png(label_path(self.root, ref.label_map, ref.image_id))
-        return labels == ref.label_value
-
-
-@dataclass(frozen=True)
-class ObjectSample:
-    """One object of one image, the unit of the COSMOS evaluation.
-
-    Attributes:
-        ref: which object (image id, label map, value, object name, modality).
-        image: H x W x 3 uint8 RGB.
-        mask: H x W bool ground truth.
-        spacing: (X, Y) mm per pixel, or None when unknown.
-    """
-
-    ref: ObjectRef
-    image: np.ndarray
-    mask: np.ndarray
-    spacing: tuple[float, float] | None
-
-    @property
-    def object_name(self) -> str:
-        """Object name (e.g. ``Thalamus_L``)."""
-        return self.ref.object_name
-
-    @property
-    def modality(self) -> str:
-        """Modality (e.g. ``T1W MRI``)."""
-        return self.ref.modality
-
-    @property
-    def image_id(self) -> str:
-        """Image id in the manifest."""
-        return self.ref.image_id
-
-
-class CosmosObjectDataset:
-    """One sample per (image, object) of a :class:`CosmosDataset`, in image order then object order.
-
-    The index is built once by reading every label map (not the image pixels).
-    """
-
-    def __init__(self, images: CosmosDataset) -> None:
-        self.images = images
-        self.index: list[tuple[int, ObjectRef]] = [
-            (i, ref) for i in range(len(images)) for ref in images.object_refs(i)
-        ]
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, position: int) -> ObjectSample:
-        image_index, ref = self.index[position]
-        record = self.images.records[image_index]
-        image = load_rgb(image_path(self.images.root, record.image_id))
-        return ObjectSample(ref=ref, image=image, mask=self.images.mask(ref), spacing=record.spacing)

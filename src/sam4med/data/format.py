@@ -23,10 +23,8 @@ patient an image came from (splits never divide a source unless a dataset has to
 from __future__ import annotations
 
 import csv
-import io
 import math
-import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +33,7 @@ import yaml
 from PIL import Image
 
 from sam4med.errors import DataError
+from sam4med.files import write_csv, write_text
 
 MANIFEST_COLUMNS = ("image_id", "source", "slice_index", "modality", "spacing_x", "spacing_y")
 PREPARED_COLUMNS = ("height", "width", "source_file", "objects")
@@ -232,34 +231,9 @@ def write_manifest(root: Path, records: list[ImageRecord]) -> None:
     write_csv(Path(root) / "manifest.csv", MANIFEST_COLUMNS + PREPARED_COLUMNS, (r.to_row() for r in records))
 
 
-def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, str]]) -> None:
-    """Write a CSV file (header ``columns``, Unix line ends) atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write a text file atomically (a half-written file never has the final name)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_info(root: Path, info: DatasetInfo) -> None:
     """Write ``dataset.yaml`` atomically."""
     write_text(Path(root) / "dataset.yaml", yaml.safe_dump(info.to_yaml(), sort_keys=False))
-
-
-def save_png(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 PNG atomically (a half-written file never has the final name)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    tmp.replace(path)
 
 
 def load_png(path: Path) -> np.ndarray:

@@ -110,16 +110,15 @@ class _EmbeddingPredictor(SamPredictor):
         self.is_image_set = True
 
 
-def as_sam(model: SamModel, *, with_encoder: bool) -> Sam:
+def embedding_only_sam(model: SamModel) -> Sam:
     """A ``segment_anything.Sam`` sharing ``model``'s prompt encoder and decoder (in eval mode).
 
-    With ``with_encoder=False`` the image encoder is a stand-in that only carries the input size,
-    so the result can only be used on embeddings computed elsewhere.
+    Its image encoder is a stand-in that only carries the input size, so it can only be used on
+    embeddings computed elsewhere.
     """
-    encoder = model.image_encoder if with_encoder else _NoEncoder(model.preprocessing.img_size)
     pre = model.preprocessing
     sam = Sam(
-        image_encoder=encoder,
+        image_encoder=_NoEncoder(pre.img_size),
         prompt_encoder=model.prompt_encoder,
         mask_decoder=model.mask_decoder,
         pixel_mean=list(pre.pixel_mean),
@@ -148,13 +147,13 @@ class EverythingMode:
 
     Args:
         model: the model (only its prompt encoder and mask decoder run).
-        settings: generator settings (SAM's defaults unless changed).
+        settings: generator settings (``EverythingSettings()`` are SAM's defaults).
     """
 
-    def __init__(self, model: SamModel, settings: EverythingSettings | None = None) -> None:
+    def __init__(self, model: SamModel, settings: EverythingSettings) -> None:
         self.model = model
-        self.settings = settings or EverythingSettings()
-        self._generator = mask_generator(as_sam(model, with_encoder=False), self.settings)
+        self.settings = settings
+        self._generator = mask_generator(embedding_only_sam(model), self.settings)
         self._predictor = _EmbeddingPredictor(self._generator.predictor.model)
         self._generator.predictor = self._predictor
 
@@ -171,15 +170,6 @@ class EverythingMode:
         finally:
             self._predictor.pending = None
         return _collect(records, size)
-
-
-def generate_with_encoder(model: SamModel, image: np.ndarray, settings: EverythingSettings) -> GeneratedMasks:
-    """Reference path: the unmodified ``SamAutomaticMaskGenerator`` encoding ``image`` (H x W x 3 uint8) itself.
-
-    Only for backbones whose encoder and preprocessing are SAM's (``vit_*``, ``tiny``); used by tests.
-    """
-    records = mask_generator(as_sam(model, with_encoder=True), settings).generate(image)
-    return _collect(records, image.shape[:2])
 
 
 def dice_matrix(generated: np.ndarray, gt: np.ndarray, chunk: int = 16) -> np.ndarray:

@@ -8,11 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sam4med.metrics import dice
+from sam4med.models.multimask import Multimask, choose
 from sam4med.models.sam_model import SamModel
 from sam4med.prompts.prompt import Prompt
-
-MULTIMASK_MODES = ("single", "oracle", "confidence")
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ def predict(
     prompts: Sequence[Prompt],
     original_size: tuple[int, int],
     *,
-    multimask: str,
+    multimask: Multimask,
     gt_masks: np.ndarray | None = None,
 ) -> Prediction:
     """Masks for ``prompts`` (all of one strategy) on the image whose embedding is given.
@@ -63,25 +61,16 @@ def predict(
         embedding: C x h x w image embedding.
         prompts: one prompt per object, all with the same number of points.
         original_size: (H, W) of the image.
-        multimask: ``single`` (SAM's single-mask output), ``oracle`` (of the three multimask outputs,
-            the one with the best Dice against the ground truth) or ``confidence`` (the one with the
-            highest predicted IoU).
+        multimask: which decoder output is chosen (see :class:`~sam4med.models.multimask.Multimask`).
         gt_masks: N x H x W ground truth, needed for ``oracle``.
     """
-    if multimask not in MULTIMASK_MODES:
-        raise ValueError(f"multimask must be one of {MULTIMASK_MODES}, got '{multimask}'")
     coords, labels, boxes = prompts_to_tensors(prompts, model, original_size)
     out = model.decode(
-        embedding, point_coords=coords, point_labels=labels, boxes=boxes, multimask_output=multimask != "single"
+        embedding, point_coords=coords, point_labels=labels, boxes=boxes, multimask_output=multimask.multimask_output
     )
     logits = model.preprocessing.logits_to_original(out.low_res_logits, original_size)
     masks = (logits > 0).cpu().numpy()  # N x M x H x W
     scores = out.iou_predictions.cpu().numpy()
-    if multimask == "oracle":
-        if gt_masks is None:
-            raise ValueError("multimask='oracle' needs the ground-truth masks")
-        choice = np.array([int(np.argmax([dice(m, g) for m in ms])) for ms, g in zip(masks, gt_masks, strict=True)])
-    else:
-        choice = scores.argmax(axis=1)
+    choice = choose(multimask, masks, scores, gt_masks)
     rows = np.arange(len(prompts))
     return Prediction(masks=masks[rows, choice], scores=scores[rows, choice], choice=choice)

@@ -1,4 +1,4 @@
-"""Zero-shot (or fine-tuned) evaluation of the strategies S1–S6 on a dataset.
+"""Scoring a dataset under the strategies S1–S6 (zero-shot, or with a fine-tuned decoder).
 
 Each image is encoded once (through the embedding cache) and its embedding reused by every strategy;
 all objects of an image under one of S2–S6 are decoded in one batched call, and S1 runs SAM's
@@ -20,12 +20,13 @@ import torch
 from tqdm import tqdm
 
 from sam4med.data.dataset import CosmosDataset, ImageItem
-from sam4med.data.format import write_text
 from sam4med.embeddings import EmbeddingCache
 from sam4med.evaluation.everything import EverythingMode, EverythingSettings, match_masks
 from sam4med.evaluation.predict import predict
 from sam4med.evaluation.results import COLUMNS, ObjectResult
 from sam4med.evaluation.scoring import score_objects
+from sam4med.files import write_text
+from sam4med.models.multimask import Multimask
 from sam4med.models.sam_model import SamModel
 from sam4med.prompts.generate import STRATEGIES
 from sam4med.prompts.store import PromptStore
@@ -59,7 +60,7 @@ def _score_image(
     *,
     phase: str,
     prompts: PromptStore,
-    multimask: str,
+    multimask: Multimask,
     everything: EverythingMode | None,
 ) -> list[ObjectResult]:
     size = item.image.shape[:2]
@@ -71,7 +72,7 @@ def _score_image(
     else:
         batch = [prompts.get(m, strategy, o.key) for o, m in zip(item.objects, item.masks, strict=True)]
         pred = predict(model, embedding, batch, size, multimask=multimask, gt_masks=item.masks)
-        masks, scores, candidates = pred.masks, pred.scores, 1 if multimask == "single" else 3
+        masks, scores, candidates = pred.masks, pred.scores, 3 if multimask.multimask_output else 1
     return score_objects(
         phase=phase,
         strategy=strategy,
@@ -90,7 +91,7 @@ def s1_empty_images(rows: Sequence[ObjectResult]) -> tuple[int, int]:
     return sum(1 for c in images.values() if c == 0), len(images)
 
 
-def evaluate(
+def score_dataset(
     model: SamModel,
     dataset: CosmosDataset,
     *,
@@ -98,29 +99,27 @@ def evaluate(
     phase: str,
     cache: EmbeddingCache,
     prompts: PromptStore,
-    multimask: str = "single",
+    multimask: Multimask,
+    everything: EverythingSettings,
     log_path: str | Path | None = None,
     progress: bool = True,
-    everything: EverythingSettings | None = None,
 ) -> list[ObjectResult]:
     """Score every object of every image in ``dataset`` under each strategy.
 
     Args:
         model: the model to evaluate (its decoder may be fine-tuned).
         dataset: images and objects to score.
-        strategies: any of ``S1`` ... ``S6``, e.g. ``["S5"]``.
+        strategies: any of ``S1`` ... ``S6``, e.g. ``["S5"]`` (checked by
+            :class:`~sam4med.evaluation.session.EvaluationSettings`).
         phase: label of this evaluation in the results (``zero_shot``, ``finetuned`` ...).
         cache: embedding cache.
         prompts: prompt store (S2–S6); prompts it holds are reused, new ones are added to it.
-        multimask: mask selection for S2–S6, see :func:`sam4med.evaluation.predict.predict` (S1 always
-            uses all three multimask outputs of every grid point, as SAM's generator does).
+        multimask: mask selection for S2–S6, see :class:`~sam4med.models.multimask.Multimask` (S1
+            always uses all three multimask outputs of every grid point, as SAM's generator does).
+        everything: S1 generator settings (grid, filters).
         log_path: JSON-lines file of finished rows (resumable); None keeps rows in memory only.
         progress: show a progress bar over images.
-        everything: S1 generator settings; None takes SAM's defaults (32 x 32 grid ...).
     """
-    unknown = [s for s in strategies if s not in ALL_STRATEGIES]
-    if unknown:
-        raise ValueError(f"unknown strategies {unknown}; available: {list(ALL_STRATEGIES)}")
     path = Path(log_path) if log_path else None
     logged = _read_log(path)
     if path is not None and path.is_file():  # drop a cut or outdated tail, so appended rows stay readable

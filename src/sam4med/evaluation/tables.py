@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sam4med.data.format import write_text
+from sam4med.files import write_text
 
 STRATEGY_ORDER = ("S1", "S2", "S3", "S4", "S5", "S6")
 REPORTED = ("dice", "iou", "hd", "hd95", "hd_px", "hd95_px")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,15 +14,25 @@ from sam4med.errors import CheckpointError
 SAM_ENCODER_WIDTH = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 
 
+def load_file(path: str | Path, what: str) -> Any:
+    """The contents of a checkpoint file (on the CPU), read with ``weights_only=True``.
+
+    The safe loader accepts tensors and plain containers only, so no file can run code when it is
+    opened. ``what`` says what the file should be, for the one-line errors.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {what} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated, foreign or unsafe files
+        raise CheckpointError(f"{path}: cannot read as {what} ({type(exc).__name__}: {exc})") from exc
+
+
 def read_state_dict(path: str | Path, backbone: str) -> dict[str, torch.Tensor]:
     """Load a state dict from ``path`` (a plain state dict, or one under ``model``/``state_dict``)."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file for backbone '{backbone}' does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint for '{backbone}' ({exc})") from exc
+    state = load_file(path, f"a PyTorch checkpoint for backbone '{backbone}'")
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from sam4med.metrics import dice
 from sam4med.models.finetuned import TRAINED_PREFIX
+from sam4med.models.multimask import Multimask, choose
 from sam4med.models.sam_model import SamModel
 from sam4med.training.losses import bce_loss, hard_iou, soft_dice_loss
 
@@ -24,16 +25,19 @@ class DecoderFineTuner(pl.LightningModule):
     With ``multimask="single"`` SAM's single-mask token (output 0) is trained, the one that
     ``single`` scores; otherwise the three multimask tokens are trained and, as in SAM's own
     training, only the best of the three takes the mask loss, so ``oracle`` and ``confidence``
-    selection score the outputs that were trained.
+    selection score the outputs that were trained. The settings (and the run config) are saved with
+    ``save_hyperparameters`` into every checkpoint, as plain data.
 
     Args:
         model: the SAM-family model; its image and prompt encoders are frozen here.
         optimizer: partial optimizer (Hydra ``_partial_: true``) completed with the decoder's parameters.
         scheduler: partial LR scheduler or None.
-        multimask: the mask selection the model will be scored with.
+        multimask: the mask selection the model will be scored with (see :class:`Multimask`).
         dice_weight: weight of the Dice loss.
         bce_weight: weight of the BCE loss.
         iou_weight: weight of the IoU-prediction MSE.
+        run_config: the resolved config of the run (plain data), kept in checkpoints so that a
+            checkpoint says how it was made (``sam4med.export`` rebuilds the base model from it).
     """
 
     def __init__(
@@ -42,19 +46,29 @@ class DecoderFineTuner(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         *,
-        multimask: str = "single",
+        multimask: Multimask | str = Multimask.SINGLE,
         dice_weight: float = 1.0,
         bce_weight: float = 1.0,
         iou_weight: float = 1.0,
+        run_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.multimask = Multimask.parse(multimask)
+        self.save_hyperparameters(
+            {
+                "multimask": self.multimask.value,
+                "dice_weight": dice_weight,
+                "bce_weight": bce_weight,
+                "iou_weight": iou_weight,
+                "run_config": dict(run_config or {}),
+            },
+            logger=False,  # the run config reaches the loggers once, from the train job
+        )
         self.model = model
         self.model.freeze_encoders()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.multimask = multimask
         self.dice_weight, self.bce_weight, self.iou_weight = dice_weight, bce_weight, iou_weight
-        self.run_config: dict[str, Any] = {}  # the resolved run config, saved into checkpoints
         self.base_weights = {
             "image_encoder": model.module_hash(model.image_encoder),
             "prompt_encoder": model.module_hash(model.prompt_encoder),
@@ -75,7 +89,7 @@ class DecoderFineTuner(pl.LightningModule):
                 point_coords=None,
                 point_labels=None,
                 boxes=box[None],
-                multimask_output=self.multimask != "single",
+                multimask_output=self.multimask.multimask_output,
             )
             logits.append(out.low_res_logits[0])
             ious.append(out.iou_predictions[0])
@@ -119,12 +133,10 @@ class DecoderFineTuner(pl.LightningModule):
             pre = self.model.preprocessing
             new_h, new_w = pre.resized_shape(tuple(gt.shape))
             full = F.interpolate(logit[None, :, :new_h, :new_w], tuple(gt.shape), mode="bilinear", align_corners=False)
-            masks = (full[0] > 0).cpu().numpy()
+            masks = (full > 0).cpu().numpy()  # 1 x M x H x W
             gt_np = gt.cpu().numpy()
-            if self.multimask == "oracle":
-                scores.append(max(dice(m, gt_np) for m in masks))
-            else:
-                scores.append(dice(masks[int(ious.argmax())], gt_np))
+            best = int(choose(self.multimask, masks, ious[None].detach().cpu().numpy(), gt_np[None])[0])
+            scores.append(dice(masks[0, best], gt_np))
         bs = len(scores)
         self.log("val/loss", loss, batch_size=bs, sync_dist=True)
         self.log("val/dice", float(np.mean(scores)), prog_bar=True, batch_size=bs, sync_dist=True)
@@ -143,7 +155,6 @@ class DecoderFineTuner(pl.LightningModule):
             "backbone": self.model.name,
             "base_weights": self.base_weights,
             "weights_source": self.model.weights_source,
-            "config": self.run_config,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

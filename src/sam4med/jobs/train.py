@@ -1,4 +1,4 @@
-"""``train(cfg)``: zero-shot evaluation, decoder fine-tuning, fine-tuned evaluation (via the callback)."""
+"""``fine_tune(cfg)``: zero-shot evaluation, decoder fine-tuning, fine-tuned evaluation (via the callback)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch.distributed as dist
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sam4med.run import check_required
+from sam4med.cli import check_required
 
 log = logging.getLogger("sam4med")
 
@@ -40,7 +40,7 @@ def resolve_resume(ckpt_path: str | None, output_dir: Path) -> str | None:
     return None
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
+def fine_tune(cfg: DictConfig) -> dict[str, Any]:
     """Fit the mask decoder as configured; returns the trainer's final metrics."""
     check_required(cfg)
     pl.seed_everything(cfg.seed, workers=True)
@@ -56,8 +56,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.prepare_data()
     datamodule.attach(model, cache)
     datamodule.save_split(output_dir / "split.csv")
-    module = instantiate(cfg.module, model=model)
-    module.run_config = run_config
+    # partial first: the run config must reach the module as plain data, not be instantiated by Hydra
+    module = instantiate(cfg.module, _partial_=True)(model=model, run_config=run_config)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     for logger in loggers:

@@ -13,8 +13,8 @@ import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
-from sam4med.data.prepare.images import ImageFolderPreparer
 from sam4med.errors import DataError
+from sam4med.prepare.images import ImageFolderPreparer
 
 MODALITY = "Microscopy"
 

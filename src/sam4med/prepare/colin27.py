@@ -5,7 +5,7 @@ holds the chosen AAL structures, renumbered 1..N in the order given; the ``brain
 brain (``ch2bet.nii.gz`` > 0, holes filled per slice). As in the COSMOS study a slice is kept only if
 the sum of its label values (of the ``structures`` map, after renumbering) is greater than 50, and each
 kept slice is min-max normalised to 0..255. Images are shown with anterior (or superior) up and the
-subject's right on the image's right (neurological view); see :mod:`sam4med.data.prepare.volumes`,
+subject's right on the image's right (neurological view); see :mod:`sam4med.prepare.volumes`,
 which does the slicing and writing.
 """
 
@@ -18,12 +18,12 @@ import numpy as np
 from scipy import ndimage
 
 from sam4med.data.format import ImageRecord, LabelMap
-from sam4med.data.prepare.labels import LabelSpec
-from sam4med.data.prepare.preparer import Preparer
-from sam4med.data.prepare.rules import SliceRules
-from sam4med.data.prepare.volumes import DEFAULT_INTENSITY, PLANES, Volume, load_nifti, plane_slice, write_volume
-from sam4med.data.prepare.writer import DatasetWriter, Input, Part
 from sam4med.errors import ConfigError, DataError
+from sam4med.prepare.labels import LabelSpec
+from sam4med.prepare.preparer import Preparer
+from sam4med.prepare.rules import SliceRules
+from sam4med.prepare.volumes import DEFAULT_INTENSITY, PLANES, Volume, load_nifti, plane_slice, write_volume
+from sam4med.prepare.writer import DatasetWriter, Input, Part
 
 MRICRON_DIR = Path("/usr/share/mricron/templates")
 SUBCORTICAL = (
@@ -73,7 +73,7 @@ class Colin27AAL(Preparer):
         source_dir: where ``ch2.nii.gz``, ``ch2bet.nii.gz``, ``aal.nii.gz`` and ``aal.nii.txt`` lie.
         every_nth_slice: keep every n-th qualifying slice (1 = all), to make small datasets.
         plane: ``axial`` (default), ``coronal`` or ``sagittal``.
-        min_object_area, max_components: exclusion rules (0 = off; see :mod:`sam4med.data.prepare.rules`).
+        min_object_area, max_components: exclusion rules (0 = off; see :mod:`sam4med.prepare.rules`).
     """
 
     name = "colin27_aal"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sam4med.data.prepare.volumes import VolumePreparer
-from tests.data.volumes import preparer_settings, volume_folder
+from sam4med.prepare.volumes import VolumePreparer
+from tests.prepare.volumes import preparer_settings, volume_folder
 
 HELPER = Path(__file__).with_name("prepare_subprocess.py")
 

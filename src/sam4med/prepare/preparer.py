@@ -1,7 +1,7 @@
 """The one preparation flow every dataset preparer follows, and the base of the folder preparers.
 
 ``preparer(root)`` leaves a complete folder as it is; otherwise it finds the inputs, opens a
-:class:`~sam4med.data.prepare.writer.DatasetWriter` (which resumes an interrupted run), processes each
+:class:`~sam4med.prepare.writer.DatasetWriter` (which resumes an interrupted run), processes each
 unfinished input with a progress bar, writes manifest and ``dataset.yaml`` and logs what it did.
 """
 
@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sam4med.data.format import DatasetInfo, ImageRecord, LabelMap
-from sam4med.data.prepare.inputs import file_stem, find_inputs, safe_id
-from sam4med.data.prepare.labels import LabelSpec
-from sam4med.data.prepare.rules import SliceRules
-from sam4med.data.prepare.writer import DatasetWriter, Input, Part, is_complete, label_maps_from, report, run_inputs
 from sam4med.errors import ConfigError
+from sam4med.prepare.inputs import file_stem, find_inputs, safe_id
+from sam4med.prepare.labels import LabelSpec
+from sam4med.prepare.rules import SliceRules
+from sam4med.prepare.writer import DatasetWriter, Input, Part, is_complete, label_maps_from, report, run_inputs
 
 
 class Preparer:
@@ -67,7 +67,7 @@ class FolderPreparer(Preparer):
     Args:
         name: dataset name.
         images: glob pattern of the input files.
-        label_maps: one entry per output label map (see :class:`~sam4med.data.prepare.labels.LabelSpec`).
+        label_maps: one entry per output label map (see :class:`~sam4med.prepare.labels.LabelSpec`).
         source_pattern: regular expression picking the patient id out of a file stem (default: the stem).
         min_label_sum, label_sum_maps, min_object_area, max_components: see :mod:`.rules`.
     """

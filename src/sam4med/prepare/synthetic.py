@@ -15,11 +15,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from sam4med.data.format import ImageRecord, LabelMap
-from sam4med.data.prepare.labels import LabelSpec, remap
-from sam4med.data.prepare.preparer import Preparer
-from sam4med.data.prepare.rules import SliceRules
-from sam4med.data.prepare.slices import clean_labels, emit
-from sam4med.data.prepare.writer import DatasetWriter, Input, Part
+from sam4med.prepare.labels import LabelSpec, remap
+from sam4med.prepare.preparer import Preparer
+from sam4med.prepare.rules import SliceRules
+from sam4med.prepare.slices import clean_labels, emit
+from sam4med.prepare.writer import DatasetWriter, Input, Part
 
 SHAPES = {1: "Disc", 2: "Ring", 3: "TwoPart", 4: "Bar", 5: "BorderDisc"}
 

@@ -3,8 +3,10 @@
 import csv
 import shutil
 
-from sam4med.data.summary import area_bin, main, summarize
-from sam4med.data.synthetic import SyntheticShapes
+import pytest
+
+from sam4med.prepare.summary import area_bin, main, summarize
+from sam4med.prepare.synthetic import SyntheticShapes
 
 
 def test_counts_of_a_synthetic_dataset(tmp_path):
@@ -38,8 +40,9 @@ def test_command_prints_and_plots(synthetic_root, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "dataset synthetic: 8 images from 1 sources" in out and "Disc-Synthetic" in out
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main([str(tmp_path / "nothing")]) == 2
-    assert "dataset.yaml: missing" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "nothing")])
+    assert exit_info.value.code == 2 and "dataset.yaml: missing" in capsys.readouterr().err
 
 
 def test_area_bins():

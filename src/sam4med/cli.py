@@ -1,4 +1,8 @@
-"""What the entry points share: config checks, seeding, and turning user errors into one line."""
+"""What every command shares: one-line user errors, required-setting checks, quiet libraries.
+
+``prepare.py``, ``train.py``, ``evaluate.py`` (Hydra) and ``python -m sam4med.export`` /
+``python -m sam4med.prepare.summary`` (argparse) all wrap their ``main`` in :func:`user_errors_in_one_line`.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,13 @@ import functools
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from sam4med.errors import ConfigError, Sam4MedError
-
-log = logging.getLogger("sam4med")
 
 # What a missing setting means, for the one-line error.
 REQUIRED_HINTS = {
@@ -22,14 +25,15 @@ REQUIRED_HINTS = {
     ),
 }
 
+EXIT_USER_ERROR = 2
+
 
 def check_required(cfg: DictConfig) -> None:
     """Fail with one line naming the first setting left as ``???``."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         key = missing[0]
-        hint = REQUIRED_HINTS.get(key, "it has no default")
-        raise ConfigError(f"missing setting {key}: {hint}")
+        raise ConfigError(f"missing setting {key}: {REQUIRED_HINTS.get(key, 'it has no default')}")
 
 
 def quiet_libraries() -> None:
@@ -37,27 +41,31 @@ def quiet_libraries() -> None:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     for name in ("timm", "torch.distributed"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    import warnings
-
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
+def user_error(exc: BaseException) -> Sam4MedError | None:
+    """The :class:`Sam4MedError` behind ``exc`` (Hydra's ``instantiate`` wraps errors), or None."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, Sam4MedError):
+        cause = cause.__cause__ or cause.__context__
+    return cause
+
+
 def user_errors_in_one_line(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a Hydra main so a :class:`Sam4MedError` prints ``error: ...`` and exits with status 2."""
+    """Wrap a ``main`` so that a user error prints ``error: ...`` on stderr and exits with status 2."""
 
     @functools.wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return main(*args, **kwargs)
         except Exception as exc:
-            cause: BaseException | None = exc
-            while cause is not None and not isinstance(cause, Sam4MedError):
-                cause = cause.__cause__ or cause.__context__  # Hydra's instantiate wraps errors
+            cause = user_error(exc)
             if cause is None:
                 raise
             print(f"error: {cause}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(EXIT_USER_ERROR)
 
     return wrapper

@@ -33,13 +33,11 @@ from sam4med.data.format import (
     image_path,
     label_path,
     parse_objects,
-    save_png,
-    write_csv,
     write_info,
     write_manifest,
-    write_text,
 )
 from sam4med.errors import DataError
+from sam4med.files import save_png, write_csv, write_text
 
 log = logging.getLogger("sam4med")
 SKIP_COLUMNS = ("file", "image_id", "label_map", "object", "reason")

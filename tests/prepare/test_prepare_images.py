@@ -7,7 +7,7 @@ from PIL import Image
 
 from sam4med.data.dataset import CosmosDataset
 from sam4med.data.format import load_png, read_info, read_manifest
-from sam4med.data.prepare.images import ImageFolderPreparer, read_image, read_labels, tile_boxes
+from sam4med.prepare.images import ImageFolderPreparer, read_image, read_labels, tile_boxes
 
 
 def shapes(h=32, w=40):

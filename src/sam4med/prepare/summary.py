@@ -1,6 +1,6 @@
 """Dataset summary: counts per object, modality, target and image size (the COSMOS paper's Fig. 3).
 
-``python -m sam4med.data.summary <folder> [--plot PNG]`` prints the tables and saves a bar plot
+``python -m sam4med.prepare.summary <folder> [--plot PNG]`` prints the tables and saves a bar plot
 (default ``<folder>/summary.png``; ``--plot ''`` for none). Objects are counted from the manifest's
 ``objects`` column when every row has it (prepared folders), otherwise from the label maps.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sam4med.cli import user_errors_in_one_line
 from sam4med.data.format import (
     ImageRecord,
     ObjectEntry,
@@ -154,17 +155,14 @@ def plot_summary(summary: Summary, path: Path) -> Path:
     return Path(path)
 
 
+@user_errors_in_one_line
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; a bad folder prints one line and returns 2."""
-    parser = argparse.ArgumentParser(prog="python -m sam4med.data.summary", description=__doc__.splitlines()[0])
+    """Command-line entry point; a bad folder prints one line and exits with status 2."""
+    parser = argparse.ArgumentParser(prog="python -m sam4med.prepare.summary", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="a dataset folder (dataset.yaml, manifest.csv, images/, labels/)")
     parser.add_argument("--plot", default=None, help="bar plot PNG (default <folder>/summary.png; '' for none)")
     args = parser.parse_args(argv)
-    try:
-        summary = summarize(args.folder)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    summary = summarize(args.folder)
     print(summary.as_text())
     plot = args.folder / "summary.png" if args.plot is None else Path(args.plot) if args.plot else None
     if plot is not None:

@@ -21,13 +21,13 @@ import tifffile
 from PIL import Image
 
 from sam4med.data.format import ImageRecord
-from sam4med.data.prepare.inputs import file_stem, label_file, source_of
-from sam4med.data.prepare.intensity import Intensity
-from sam4med.data.prepare.labels import check_values, remap, whole_numbers
-from sam4med.data.prepare.preparer import FolderPreparer
-from sam4med.data.prepare.slices import clean_labels, emit, passes
-from sam4med.data.prepare.writer import DatasetWriter, Input, Part, Skip
 from sam4med.errors import ConfigError, DataError
+from sam4med.prepare.inputs import file_stem, label_file, source_of
+from sam4med.prepare.intensity import Intensity
+from sam4med.prepare.labels import check_values, remap, whole_numbers
+from sam4med.prepare.preparer import FolderPreparer
+from sam4med.prepare.slices import clean_labels, emit, passes
+from sam4med.prepare.writer import DatasetWriter, Input, Part, Skip
 
 _TIFF = (".tif", ".tiff")
 
@@ -90,7 +90,7 @@ class ImageFolderPreparer(FolderPreparer):
         name: dataset name (``dataset.yaml``).
         images: glob pattern of the images.
         label_maps: one entry per output label map: ``{name, path, objects | instances, drop_unnamed}``
-            (see :class:`sam4med.data.prepare.labels.LabelSpec`).
+            (see :class:`sam4med.prepare.labels.LabelSpec`).
         modality: modality of every image (e.g. ``Dermoscopy``).
         source_pattern: regular expression picking the patient id out of a file stem (default: the stem).
         intensity: ``{mode: auto | minmax | window | none, window: [low, high]}``.

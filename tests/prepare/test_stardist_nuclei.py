@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from sam4med.data.dataset import CosmosDataset, CosmosObjectDataset
+from sam4med.data.dataset import CosmosDataset
 from sam4med.data.format import read_info, read_manifest
-from sam4med.data.stardist_nuclei import StardistNuclei, stardist_images_dir
-from sam4med.data.summary import summarize
+from sam4med.prepare.stardist_nuclei import StardistNuclei, stardist_images_dir
+from sam4med.prepare.summary import summarize
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,9 @@ def test_summary_counts_every_nucleus_piece(nuclei_root):
     assert set(read_info(nuclei_root).label_maps[0].objects.values()) == {"Cell"}
 
 
-def test_one_sample_per_nucleus(nuclei_root):
-    objects = CosmosObjectDataset(CosmosDataset(nuclei_root, min_object_area=10))
-    sample = objects[0]
-    assert sample.object_name == "Cell" and sample.modality == "Microscopy" and sample.spacing is None
-    assert sample.image.shape == (256, 256, 3) and sample.mask.dtype == bool and sample.mask.sum() >= 10
+def test_one_object_per_nucleus(nuclei_root):
+    item = CosmosDataset(nuclei_root, min_object_area=10)[0]
+    obj = item.objects[0]
+    assert obj.object_name == "Cell" and obj.modality == "Microscopy" and item.record.spacing is None
+    assert item.image.shape == (256, 256, 3) and item.masks.dtype == bool and item.masks[0].sum() >= 10
+    assert len({o.label_value for o in item.objects}) == len(item.objects)

@@ -8,9 +8,9 @@ import pytest
 
 from sam4med.data.dataset import CosmosDataset
 from sam4med.data.format import read_info, read_manifest
-from sam4med.data.prepare.volumes import VolumePreparer, view
 from sam4med.errors import ConfigError, DataError
-from tests.data.volumes import SPACING, phantom, preparer_settings, save, volume_folder
+from sam4med.prepare.volumes import VolumePreparer, view
+from tests.prepare.volumes import SPACING, phantom, preparer_settings, save, volume_folder
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import sam4med.data.prepare.writer as writer_module  # noqa: E402
-from sam4med.data.prepare.volumes import VolumePreparer  # noqa: E402
-from tests.data.volumes import preparer_settings  # noqa: E402
+import sam4med.prepare.writer as writer_module  # noqa: E402
+from sam4med.prepare.volumes import VolumePreparer  # noqa: E402
+from tests.prepare.volumes import preparer_settings  # noqa: E402
 
 inputs, root, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 kill_at = int(sys.argv[4]) if mode == "kill-at" else 0

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sam4med.data.format import ImageRecord, ObjectEntry
-from sam4med.data.prepare.rules import SliceRules, exclusions, keep
-from sam4med.data.prepare.writer import DatasetWriter, Skip
+from sam4med.prepare.rules import SliceRules, exclusions, keep
+from sam4med.prepare.writer import DatasetWriter, Skip
 
 
 @dataclass(frozen=True)

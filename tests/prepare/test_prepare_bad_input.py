@@ -11,10 +11,10 @@ from PIL import Image
 
 from sam4med.data.dataset import CosmosDataset
 from sam4med.data.format import read_manifest
-from sam4med.data.prepare.images import ImageFolderPreparer
-from sam4med.data.prepare.volumes import VolumePreparer
 from sam4med.errors import DataError
-from tests.data.volumes import phantom, preparer_settings, save
+from sam4med.prepare.images import ImageFolderPreparer
+from sam4med.prepare.volumes import VolumePreparer
+from tests.prepare.volumes import phantom, preparer_settings, save
 
 
 def skip_reasons(root):

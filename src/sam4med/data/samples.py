@@ -43,7 +43,7 @@ def jitter_box(box: np.ndarray, amount: int, shape: tuple[int, int], rng: np.ran
 class DecoderSamples(Dataset):
     """Box-prompted samples for the mask decoder.
 
-    Indexed by an int or by ``(epoch, index)`` (see :class:`sam4med.training.sampler.EpochSampler`);
+    Indexed by an int or by ``(epoch, index)`` (see :class:`sam4med.data.sampler.EpochSampler`);
     the jitter and augmentation of a sample are drawn from (seed, epoch, index) only. A sample is a dict:
 
         ``embedding``: C x h x w float32 image embedding (``cached`` mode), or

@@ -22,14 +22,14 @@ import nibabel as nib
 import numpy as np
 
 from sam4med.data.format import ImageRecord
-from sam4med.data.prepare.inputs import file_stem, label_file, safe_id, source_of
-from sam4med.data.prepare.intensity import Intensity
-from sam4med.data.prepare.labels import LabelSpec, check_values, remap, whole_numbers
-from sam4med.data.prepare.preparer import FolderPreparer
-from sam4med.data.prepare.rules import SliceRules
-from sam4med.data.prepare.slices import clean_labels, emit, passes
-from sam4med.data.prepare.writer import DatasetWriter, Input, Part, Skip
 from sam4med.errors import ConfigError, DataError
+from sam4med.prepare.inputs import file_stem, label_file, safe_id, source_of
+from sam4med.prepare.intensity import Intensity
+from sam4med.prepare.labels import LabelSpec, check_values, remap, whole_numbers
+from sam4med.prepare.preparer import FolderPreparer
+from sam4med.prepare.rules import SliceRules
+from sam4med.prepare.slices import clean_labels, emit, passes
+from sam4med.prepare.writer import DatasetWriter, Input, Part, Skip
 
 PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
 _LETTER = ("x", "y", "z")
@@ -153,7 +153,7 @@ class VolumePreparer(FolderPreparer):
         name: dataset name (``dataset.yaml``).
         images: glob pattern of the image volumes (``.nii`` / ``.nii.gz``).
         label_maps: one entry per output label map: ``{name, path, objects | instances, drop_unnamed}``
-            (see :class:`sam4med.data.prepare.labels.LabelSpec`).
+            (see :class:`sam4med.prepare.labels.LabelSpec`).
         modality: modality of every volume (e.g. ``CT``), or one per volume of a 4D file.
         plane: ``axial`` (default), ``coronal`` or ``sagittal``.
         source_pattern: regular expression picking the patient id out of a file stem (default: the stem).

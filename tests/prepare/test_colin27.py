@@ -3,9 +3,9 @@
 import nibabel as nib
 import numpy as np
 
-from sam4med.data.colin27 import MRICRON_DIR, SUBCORTICAL, read_aal_names
 from sam4med.data.dataset import CosmosDataset
 from sam4med.data.format import read_info, read_manifest
+from sam4med.prepare.colin27 import MRICRON_DIR, SUBCORTICAL, read_aal_names
 
 
 def test_names_come_from_the_atlas_text():
@@ -43,7 +43,7 @@ def test_slice_content_matches_the_atlas(colin27_root):
 
 
 def test_second_call_reuses_the_folder(colin27_root):
-    from sam4med.data.colin27 import Colin27AAL
+    from sam4med.prepare.colin27 import Colin27AAL
 
     before = {p: p.stat().st_mtime_ns for p in colin27_root.rglob("*.png")}
     Colin27AAL()(colin27_root)
@@ -51,7 +51,7 @@ def test_second_call_reuses_the_folder(colin27_root):
 
 
 def test_summary_matches_the_atlas(colin27_root):
-    from sam4med.data.summary import summarize
+    from sam4med.prepare.summary import summarize
 
     aal = np.asarray(nib.as_closest_canonical(nib.load(MRICRON_DIR / "aal.nii.gz")).dataobj)
     names = read_aal_names(MRICRON_DIR / "aal.nii.txt")

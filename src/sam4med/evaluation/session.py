@@ -1,0 +1,126 @@
+"""The one evaluation flow: score a split -> results frame -> description of the run -> results folder.
+
+``evaluate.py`` runs it for one phase (``zero_shot``, or ``finetuned`` with a trained decoder); the
+before/after callback runs it for both phases on the same prompts, each DDP rank on its share of the
+images. Sharding and gathering are the callback's; this module knows nothing of ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sam4med.data.dataset import CosmosDataset
+from sam4med.embeddings import EmbeddingCache
+from sam4med.errors import ConfigError
+from sam4med.evaluation.everything import EverythingSettings
+from sam4med.evaluation.results import ObjectResult, to_frame, write_results
+from sam4med.evaluation.runner import ALL_STRATEGIES, s1_empty_images, score_dataset
+from sam4med.models.multimask import Multimask
+from sam4med.models.sam_model import SamModel
+from sam4med.prompts.store import PromptStore
+
+LOG_NAME = "evaluation_log.jsonl"
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """What is scored and how, the same in every phase of a run.
+
+    Attributes:
+        strategies: any of ``S1`` ... ``S6``, in the order they are reported.
+        multimask: mask selection for S2–S6.
+        everything: S1 generator settings (``EverythingSettings()`` are SAM's defaults).
+        split: the dataset split scored (``test`` ...).
+    """
+
+    strategies: tuple[str, ...]
+    multimask: Multimask
+    everything: EverythingSettings
+    split: str = "test"
+
+    @classmethod
+    def build(
+        cls, *, strategies: Sequence[str], multimask: Multimask | str, everything: EverythingSettings, split: str
+    ) -> EvaluationSettings:
+        """Settings from config values, checked: unknown strategies and mask selections are refused."""
+        unknown = [s for s in strategies if s not in ALL_STRATEGIES]
+        if unknown:
+            raise ConfigError(f"unknown strategies {unknown}; available: {', '.join(ALL_STRATEGIES)}")
+        return cls(tuple(strategies), Multimask.parse(multimask), everything, split)
+
+
+class EvaluationSession:
+    """Scores phases of one run into one results folder, every phase on the same prompts.
+
+    Args:
+        results_dir: the results folder (``metrics.csv``, ``summary.json``, tables, ``prompts.json``...).
+        settings: strategies, mask selection, S1 settings and split.
+        prompts: the prompt store every phase draws from.
+        cache: embedding cache (each image is encoded once for all strategies and phases).
+    """
+
+    def __init__(
+        self, results_dir: str | Path, settings: EvaluationSettings, *, prompts: PromptStore, cache: EmbeddingCache
+    ) -> None:
+        self.results_dir = Path(results_dir)
+        self.settings = settings
+        self.prompts = prompts
+        self.cache = cache
+
+    def score(
+        self,
+        model: SamModel,
+        dataset: CosmosDataset,
+        *,
+        phase: str,
+        log_name: str | None = LOG_NAME,
+        progress: bool = True,
+    ) -> list[ObjectResult]:
+        """Rows of every object of ``dataset`` under every strategy.
+
+        Rows are appended to ``<results>/<log_name>`` as each image finishes, and a re-run resumes from
+        it; ``log_name=None`` keeps them in memory only.
+        """
+        return score_dataset(
+            model,
+            dataset,
+            strategies=self.settings.strategies,
+            phase=phase,
+            cache=self.cache,
+            prompts=self.prompts,
+            multimask=self.settings.multimask,
+            everything=self.settings.everything,
+            log_path=self.results_dir / log_name if log_name else None,
+            progress=progress,
+        )
+
+    def describe(self, model: SamModel, rows: Sequence[ObjectResult], *, title: str, finetuned: str = "") -> dict:
+        """What the results were made with, written into ``summary.json`` and ``comparison.md``."""
+        settings = self.settings
+        empty, s1_images = s1_empty_images(rows)
+        units = sorted({r.hd_unit for r in rows})
+        return {
+            "title": title,
+            "backbone": model.name,
+            "weights": model.weights_source,
+            "finetuned": finetuned,
+            "split": settings.split,
+            "strategies": ",".join(settings.strategies),
+            "multimask": settings.multimask.value,
+            "prompt_seed": self.prompts.seed,
+            "everything": ", ".join(f"{k}={v}" for k, v in asdict(settings.everything).items()),
+            "s1_empty_images": f"{empty} of {s1_images}" if "S1" in settings.strategies else "",
+            "embedding_cache": f"{self.cache.directory or 'memory'} ({str(self.cache.dtype).removeprefix('torch.')})",
+            "hd_unit": ", ".join(units),
+        }
+
+    def write(self, rows: Sequence[ObjectResult], meta: dict) -> pd.DataFrame:
+        """Write the results folder (atomically, file by file) and the prompts; returns the results frame."""
+        frame = to_frame(rows)
+        write_results(frame, self.results_dir, meta=meta)
+        self.prompts.save()
+        return frame

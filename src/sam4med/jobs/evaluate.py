@@ -1,0 +1,58 @@
+"""``evaluate_model(cfg)``: score a model (zero-shot, or with a fine-tuned decoder) without training."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from sam4med.cli import check_required
+from sam4med.errors import ConfigError
+from sam4med.evaluation.report import print_strategy_table
+from sam4med.evaluation.session import EvaluationSession, EvaluationSettings
+from sam4med.models.finetuned import read_finetuned
+from sam4med.prompts.store import PromptStore
+
+log = logging.getLogger("sam4med")
+
+
+def evaluate_model(cfg: DictConfig) -> Path:
+    """Run the configured strategies on one split; returns the results folder."""
+    check_required(cfg)
+    started = time.perf_counter()
+    settings = EvaluationSettings.build(
+        strategies=cfg.strategies, multimask=cfg.multimask, everything=instantiate(cfg.everything), split=cfg.split
+    )
+    results_dir = Path(cfg.paths.output_dir) / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir.parent / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    model = instantiate(cfg.model)
+    phase = "zero_shot"
+    if cfg.get("finetuned"):
+        finetuned = read_finetuned(cfg.finetuned)
+        if finetuned.multimask not in (None, settings.multimask):
+            raise ConfigError(
+                f"{cfg.finetuned} was trained for multimask={finetuned.multimask}; score it with the same setting "
+                f"(multimask={finetuned.multimask}), not multimask={settings.multimask}"
+            )
+        finetuned.load_into(model)
+        phase = "finetuned"
+    datamodule = instantiate(cfg.dataset)
+    datamodule.prepare_data()
+    datamodule.save_split(results_dir.parent / "split.csv")
+    prompts_file = results_dir / "prompts.json"
+    # score on the prompts of an earlier run (prompts=PATH) or resume this run's own
+    prompts = PromptStore(seed=cfg.seed, read_from=cfg.get("prompts") or prompts_file, write_to=prompts_file)
+    session = EvaluationSession(results_dir, settings, prompts=prompts, cache=instantiate(cfg.embeddings))
+    rows = session.score(model, datamodule.dataset(cfg.split), phase=phase)
+    meta = session.describe(model, rows, title=f"{phase} evaluation", finetuned=cfg.get("finetuned") or "")
+    frame = session.write(rows, meta)
+    if len(frame):
+        print_strategy_table(frame, title=f"{model.name} on the {cfg.split} split")
+    log.info(session.cache.stats())
+    log.info("results in %s (%.1f s)", results_dir, time.perf_counter() - started)
+    return results_dir
