@@ -62,6 +62,11 @@ def test_train_smoke_runs(tmp_path):
     summary = json.loads((results / "summary.json").read_text())
     assert {m["phase"] for m in summary["means"]} == {"zero_shot", "finetuned"}
     assert "dice_delta" in (results / "comparison.md").read_text()
+    comp = pd.read_csv(results / "comparison.csv")
+    totals = comp[comp.target == "all targets"]
+    assert set(totals.strategy) == {"S1", "S2", "S3", "S4", "S5", "S6"}
+    stats = ["dice_delta_ci_low", "dice_delta_ci_high", "p_wilcoxon", "p_sign"]
+    assert totals[stats].notna().all().all() and (totals.dice_delta_ci_low <= totals.dice_delta_ci_high).all()
     checkpoints = list((tmp_path / "run" / "checkpoints").glob("epoch*.ckpt"))
     assert len(checkpoints) == 1
     # evaluate.py on the checkpoint with the run's prompts reproduces the callback's numbers: one flow
@@ -74,10 +79,11 @@ def test_train_smoke_runs(tmp_path):
                 "dataset=synthetic",
                 "everything=cpu",
                 f"finetuned={checkpoints[0]}",
-                f"prompts={results / 'prompts.json'}",
+                f"prompts.file={results / 'prompts.json'}",
             ],
         )
     )
+
     def rows(table):
         table = table[table.phase == "finetuned"].drop(columns="phase")
         return table.sort_values(["strategy", "object_key"]).reset_index(drop=True)
@@ -101,7 +107,7 @@ def test_evaluate_smoke_runs_and_reuses_prompts(tmp_path):
     cfg2 = compose_config(
         "evaluate",
         tmp_path / "second",
-        ["model=tiny", "dataset=synthetic", "strategies=[S2,S4,S5]", f"prompts={prompts}", "seed=999"],
+        ["model=tiny", "dataset=synthetic", "strategies=[S2,S4,S5]", f"prompts.file={prompts}", "seed=999"],
     )
     second = evaluate_model(cfg2)
     assert json.loads((second / "prompts.json").read_text())["prompts"] == json.loads(prompts.read_text())["prompts"]
@@ -128,3 +134,28 @@ def test_vit_without_checkpoint_fails_in_one_line(tmp_path, script):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == [lines[0]] and "model.checkpoint" in lines[0] and lines[0].startswith("error:")
+
+
+def test_cosmos_protocol_evaluates_on_nested_strided_prompts(tmp_path):
+    cfg = compose_config(
+        "evaluate", tmp_path, ["experiment=cosmos", "model=tiny", "dataset=synthetic", "strategies=[S2,S3,S4,S5,S6]"]
+    )
+    assert (cfg.multimask, cfg.prompts.sampling, list(cfg.dataset.clip_percentiles)) == (
+        "oracle",
+        "strided",
+        [0.95, 99.5],
+    )
+    results = evaluate_model(cfg)
+    stored = json.loads((results / "prompts.json").read_text())
+    assert stored["sampling"] == "strided"
+    prompts = stored["prompts"]
+    keys = {k.split("|", 1)[1] for k in prompts}
+    assert keys
+    for key in keys:
+        s2, s3, s4, s6 = (prompts[f"{s}|{key}"] for s in ("S2", "S3", "S4", "S6"))
+        assert s4["point_coords"][:5] == s3["point_coords"] and s4["point_labels"] == [1] * 5 + [0] * 5
+        assert s6["point_coords"] == s2["point_coords"] == s3["point_coords"][:1]
+    meta = json.loads((results / "summary.json").read_text())["meta"]
+    assert (meta["multimask"], meta["prompt_sampling"]) == ("oracle", "strided")
+    frame = pd.read_csv(results / "metrics.csv")
+    assert (frame.candidates == 3).all()  # the oracle chose among the three multimask outputs

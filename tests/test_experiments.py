@@ -15,11 +15,22 @@ SHRINK = [
 ]
 
 
+ALIASES = {"paper": "cosmos"}  # same config under another name: composed and compared, not run twice
+
+
 def test_there_are_experiments():
-    assert {"quick", "paper"} <= set(EXPERIMENTS)
+    assert {"quick", "cosmos", "paper"} <= set(EXPERIMENTS)
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("alias", sorted(ALIASES))
+def test_alias_composes_to_its_experiment(tmp_path, alias):
+    a = compose_config("train", tmp_path, [f"experiment={alias}"])
+    b = compose_config("train", tmp_path, [f"experiment={ALIASES[alias]}"])
+    a.experiment_name = b.experiment_name
+    assert a == b
+
+
+@pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if e not in ALIASES])
 def test_experiment_smoke_runs(tmp_path, experiment):
     cfg = compose_config("train", tmp_path, [f"experiment={experiment}", *SHRINK])
     assert cfg.experiment_name == experiment

@@ -4,20 +4,33 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from sam4med.evaluation.sweep import run_labels, side_by_side, write_sweep_tables
 from tests.conftest import REPO
 
 
-def fake_run(directory, backbone, overrides, dice):
+def fake_run(directory, backbone, overrides, dice, seed=0, phases=("zero_shot",)):
     results = directory / "results"
     results.mkdir(parents=True)
     (directory / ".hydra").mkdir()
     (directory / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (directory / ".hydra" / "config.yaml").write_text(f"seed: {seed}\n")
     (results / "summary.json").write_text(json.dumps({"meta": {"backbone": backbone}}))
     rows = [
-        {"phase": "zero_shot", "strategy": s, "target": "Liver-CT", "dice": dice + k / 10, "iou": 0.5, "hd_px": 3.0}
+        {
+            "phase": phase,
+            "strategy": s,
+            "target": "Liver-CT",
+            "image_id": "img0",
+            "object_key": "img0/liver/1",
+            "dice": dice + k / 10 + (0.1 if phase == "finetuned" else 0),
+            "iou": 0.5,
+            "hd_px": 3.0,
+        }
+        for phase in phases
         for k, s in enumerate(["S5", "S1"])
     ]
     pd.DataFrame(rows).to_csv(results / "metrics.csv", index=False)
@@ -73,3 +86,22 @@ def test_multirun_writes_side_by_side_tables(tmp_path):
         "model.seed=1 S5",
     ]
     assert (tmp_path / "sweep" / "sweep_hd.md").is_file()
+
+
+def test_seed_sweep_writes_mean_sd_and_per_seed_values(tmp_path):
+    for seed, dice in [(0, 0.5), (1, 0.6), (2, 0.8)]:
+        fake_run(tmp_path / str(seed), "tiny", [f"seed={seed}"], dice, seed=seed, phases=("zero_shot", "finetuned"))
+    paths = write_sweep_tables(tmp_path)
+    seeds = pd.read_csv(paths["seeds_csv"])
+    row = seeds[(seeds.phase == "finetuned") & (seeds.strategy == "S5") & (seeds.target == "Liver-CT")].iloc[0]
+    assert [row.seed_0, row.seed_1, row.seed_2] == pytest.approx([0.6, 0.7, 0.9])
+    assert row["mean"] == pytest.approx(2.2 / 3) and row["sd"] == pytest.approx(np.std([0.6, 0.7, 0.9], ddof=1))
+    assert row["n"] == 3 and "all targets" in set(seeds.target)
+    stats = pd.read_csv(paths["sweep_stats_csv"])
+    assert set(stats.run) == {"seed=1", "seed=2"} and {"dice_delta_ci_low", "p_wilcoxon", "p_sign"} <= set(stats)
+
+
+def test_runs_of_one_seed_write_no_seed_table(tmp_path):
+    fake_run(tmp_path / "0", "vit_b", ["model=vit_b"], 0.5)
+    fake_run(tmp_path / "1", "vit_h", ["model=vit_h"], 0.6)
+    assert "seeds_csv" not in write_sweep_tables(tmp_path)

@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
+from sam4med.errors import ConfigError
 from sam4med.prompts.generate import STRATEGIES, make_prompt, tight_box
 from sam4med.prompts.prompt import Prompt
 
@@ -83,7 +84,7 @@ def test_object_touching_border():
     assert pts.min() >= 0 and pts[:, 0].max() <= 9 and pts[:, 1].max() <= 9
 
 
-def test_seeded_per_object_and_strategy():
+def test_seeded_per_object():
     mask = np.zeros((30, 30), dtype=bool)
     mask[5:25, 5:25] = True
     a = make_prompt(mask, "S3", seed=7, object_key="x")
@@ -118,3 +119,39 @@ def test_first_positive_rule_distinct_points_and_determinism(mask, strategy, see
         assert positives[0] == (float(c), float(r))
     if mask.sum() >= len(positives):
         assert len(set(positives)) == len(positives)  # no repeats while the object has enough pixels
+
+
+@pytest.mark.parametrize("sampling", ["random", "strided"])
+def test_prompts_are_nested_per_object(sampling):
+    yy, xx = np.mgrid[:40, :40]
+    mask = np.hypot(yy - 18, xx - 22) <= 9
+    p = {s: make_prompt(mask, s, seed=4, object_key="o", sampling=sampling) for s in STRATEGIES}
+    assert p["S3"].point_coords[:1] == p["S2"].point_coords == p["S6"].point_coords
+    assert p["S4"].point_coords[:5] == p["S3"].point_coords  # S4 only adds negatives
+    assert p["S4"].point_labels == (1,) * 5 + (0,) * 5
+    assert p["S5"].box == p["S6"].box == tight_box(mask)
+
+
+def test_strided_points_by_hand():
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[2:6, 3:7] = True  # 16 pixels: fg[k] = (3 + k % 4, 2 + k // 4), stride 16 // 5 = 3
+    prompt = make_prompt(mask, "S4", seed=0, object_key="sq", sampling="strided")
+    centroid = (4.0, 3.0)  # (4.5, 3.5) truncated
+    positives = [centroid, (6.0, 2.0), (5.0, 3.0), (4.0, 4.0), (3.0, 5.0)]  # fg[3], fg[6], fg[9], fg[12]
+    # their box: extent 3 doubled about the centre -> x 1.5..7.5, y 0.5..6.5 -> int: cols 1..6, rows 0..5;
+    # its 20 background pixels row-major, stride 4: indices 0, 4, 8, 12, 16
+    negatives = [(1.0, 0.0), (5.0, 0.0), (3.0, 1.0), (1.0, 2.0), (1.0, 4.0)]
+    assert list(prompt.point_coords) == positives + negatives
+    assert prompt.point_labels == (1,) * 5 + (0,) * 5  # exactly five positives although 16 % 5 != 0
+
+
+def test_strided_points_do_not_depend_on_the_seed():
+    mask = np.zeros((30, 30), dtype=bool)
+    mask[5:20, 8:25] = True
+    a = make_prompt(mask, "S4", seed=1, object_key="x", sampling="strided")
+    assert a.point_coords == make_prompt(mask, "S4", seed=2, object_key="y", sampling="strided").point_coords
+
+
+def test_unknown_sampling_is_a_config_error():
+    with pytest.raises(ConfigError, match="prompts.sampling must be one of random, strided; got 'grid'"):
+        make_prompt(np.ones((4, 4), dtype=bool), "S2", seed=0, object_key="k", sampling="grid")

@@ -155,3 +155,49 @@ def test_unknown_multimask_is_refused_at_construction():
 
     with pytest.raises(ConfigError, match="multimask must be one of single, oracle, confidence; got 'best'"):
         make_module(build_tiny(), multimask="best")
+
+
+def test_dice_ce_loss_is_monais_at_original_resolution(synthetic_root):
+    import torch.nn.functional as F
+    from monai.losses import DiceCELoss
+
+    model = build_tiny()
+    module = DecoderFineTuner(
+        model, optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3), loss="dice_ce", train_token="single"
+    )
+    batch = next(iter(loader(synthetic_root, model)))
+    logits, ious = module(batch["embedding"], batch["box"])
+    loss, _ = module._loss(logits, ious, batch)
+    expected = []
+    for logit, gt in zip(logits, batch["gt"], strict=True):
+        h, w = model.preprocessing.resized_shape(tuple(gt.shape))
+        full = F.interpolate(logit[None, :, :h, :w], tuple(gt.shape), mode="bilinear", align_corners=False)
+        expected.append(DiceCELoss(sigmoid=True, squared_pred=True)(full, gt[None, None].float()))
+    assert torch.allclose(loss, torch.stack(expected).mean())
+
+
+def test_token_0_trained_while_the_oracle_scores(synthetic_root):
+    model = build_tiny()
+    module = DecoderFineTuner(
+        model, optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3), multimask="oracle", train_token="single"
+    )
+    batch = next(iter(loader(synthetic_root, model)))
+    logits, _ = module(batch["embedding"], batch["box"])
+    assert logits.shape[1] == 1  # the single-mask token is what the loss sees
+    seen = []
+    original = module.forward
+    module.forward = lambda *a, **k: seen.append(k.get("multimask_output")) or original(*a, **k)
+    module.log = lambda *a, **k: None
+    module.validation_step(batch, 0)
+    assert seen == [None, True]  # validation scores the oracle over the three multimask tokens
+    default = make_module(build_tiny(), multimask="oracle")
+    assert default(batch["embedding"], batch["box"])[0].shape[1] == 3  # train_token=scored: the three
+
+
+def test_seed_reaches_the_datamodule(tmp_path):
+    from hydra.utils import instantiate
+
+    from tests.helpers import compose_config
+
+    for seed in (3, 11):
+        assert instantiate(compose_config("train", tmp_path, [f"seed={seed}"]).dataset).seed == seed

@@ -26,6 +26,7 @@ from sam4med.evaluation.results import ObjectResult, comparison, improvement, ov
 from sam4med.evaluation.session import LOG_NAME, EvaluationSession, EvaluationSettings
 from sam4med.models.finetuned import load_finetuned_decoder
 from sam4med.models.multimask import Multimask
+from sam4med.prompts.generate import check_sampling
 from sam4med.prompts.store import PromptStore
 from sam4med.training.module import DecoderFineTuner
 
@@ -46,6 +47,7 @@ class BeforeAfterEvaluation(Callback):
         split: the dataset split to score.
         multimask: mask selection, the same before and after.
         seed: prompt seed.
+        sampling: prompt point sampling, ``random`` or ``strided``.
         overlays: number of objects drawn as prediction overlays (first images of the split).
         everything: S1 settings (grid size, filters; ``EverythingSettings()`` are SAM's defaults).
     """
@@ -58,6 +60,7 @@ class BeforeAfterEvaluation(Callback):
         split: str = "test",
         multimask: Multimask | str = Multimask.SINGLE,
         seed: int = 0,
+        sampling: str = "random",
         overlays: int = 4,
         everything: EverythingSettings,
     ) -> None:
@@ -65,7 +68,7 @@ class BeforeAfterEvaluation(Callback):
         self.settings = EvaluationSettings.build(
             strategies=strategies, multimask=multimask, everything=everything, split=split
         )
-        self.seed, self.overlays = seed, overlays
+        self.seed, self.sampling, self.overlays = seed, check_sampling(sampling), overlays
         self.results: list[ObjectResult] = []
 
     def _datamodule(self, trainer: pl.Trainer) -> CosmosDataModule:
@@ -77,7 +80,9 @@ class BeforeAfterEvaluation(Callback):
     def _session(self, datamodule: CosmosDataModule, rank: int) -> EvaluationSession:
         prompts_file = self.output_dir / "prompts.json"
         # every rank reads the saved prompts; only rank 0 writes (prompts are deterministic per object)
-        prompts = PromptStore(seed=self.seed, read_from=prompts_file, write_to=prompts_file if rank == 0 else None)
+        prompts = PromptStore(
+            seed=self.seed, sampling=self.sampling, read_from=prompts_file, write_to=prompts_file if rank == 0 else None
+        )
         return EvaluationSession(self.output_dir, self.settings, prompts=prompts, cache=datamodule.cache)
 
     def _run(self, trainer: pl.Trainer, module: DecoderFineTuner, phase: str) -> None:
@@ -123,7 +128,7 @@ class BeforeAfterEvaluation(Callback):
         strategy = next((s for s in self.settings.strategies if s != "S1"), None)
         if strategy is None or self.overlays <= 0:
             return
-        prompts = PromptStore(seed=self.seed, read_from=self.output_dir / "prompts.json")
+        prompts = PromptStore(seed=self.seed, sampling=self.sampling, read_from=self.output_dir / "prompts.json")
         cache = self._datamodule(trainer).cache
         drawn = 0
         for index in range(len(dataset)):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
+from sam4med.data.clip import check_percentiles
 from sam4med.data.dataset import CosmosDataset
 from sam4med.data.format import read_manifest
 from sam4med.data.sampler import EpochSampler
@@ -30,7 +31,9 @@ class CosmosDataModule(pl.LightningDataModule):
         block_size: slices per block when a dataset has fewer than three sources (see :mod:`sam4med.data.split`).
         gap: slices dropped at a border between two splits.
         split_seed: seed of the split.
-        min_object_area: objects smaller than this (pixels) in an image are not used.
+        min_object_area: objects smaller than this (pixels) in an image are not used (the COSMOS
+            authors drop objects of 50 pixels or fewer: 51).
+        clip_percentiles: per-image percentile clipping of the model input (see :mod:`sam4med.data.clip`).
         batch_size: objects per training step.
         num_workers: DataLoader workers.
         box_jitter: training-time box jitter in original pixels per side (0 at validation).
@@ -49,6 +52,7 @@ class CosmosDataModule(pl.LightningDataModule):
         gap: int = 1,
         split_seed: int = 0,
         min_object_area: int = 10,
+        clip_percentiles: Sequence[float] | None = None,
         batch_size: int = 2,
         num_workers: int = 0,
         box_jitter: int = 5,
@@ -62,6 +66,7 @@ class CosmosDataModule(pl.LightningDataModule):
         self.fractions = tuple(fractions)
         self.block_size, self.gap, self.split_seed = block_size, gap, split_seed
         self.min_object_area = min_object_area
+        self.clip_percentiles = check_percentiles(clip_percentiles)
         self.batch_size, self.num_workers, self.box_jitter = batch_size, num_workers, box_jitter
         self.input_mode, self.augment, self.seed = input_mode, augment, seed
         self.split: Split | None = None
@@ -95,7 +100,9 @@ class CosmosDataModule(pl.LightningDataModule):
         ids = self.split.of(split)
         if not ids:
             raise ConfigError(f"{self.root}: split '{split}' is empty; change dataset.fractions or add data")
-        return CosmosDataset(self.root, ids, min_object_area=self.min_object_area)
+        return CosmosDataset(
+            self.root, ids, min_object_area=self.min_object_area, clip_percentiles=self.clip_percentiles
+        )
 
     def save_split(self, path: Path) -> None:
         """Write the split as ``image_id,split`` rows (saved with every run)."""

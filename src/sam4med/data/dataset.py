@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sam4med.data.clip import check_percentiles, clip_percentiles
 from sam4med.data.format import (
     DatasetInfo,
     ImageRecord,
@@ -71,9 +72,18 @@ class CosmosDataset:
         root: dataset folder (see :mod:`sam4med.data.format`).
         image_ids: restrict to these images (e.g. one split); None keeps all.
         min_object_area: objects with fewer foreground pixels in an image are left out of that image.
+        clip_percentiles: ``(low, high)``: each image is clipped to these percentiles of its own
+            intensities and rescaled as it is read (the COSMOS authors' input rule, see
+            :mod:`sam4med.data.clip`); None reads images as prepared.
     """
 
-    def __init__(self, root: str | Path, image_ids: Sequence[str] | None = None, min_object_area: int = 1) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        image_ids: Sequence[str] | None = None,
+        min_object_area: int = 1,
+        clip_percentiles: Sequence[float] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.info: DatasetInfo = read_info(self.root)
         records = read_manifest(self.root)
@@ -83,6 +93,7 @@ class CosmosDataset:
         check_objects(records, self.info, self.root)
         self.records: list[ImageRecord] = records
         self.min_object_area = min_object_area
+        self.clip_percentiles = check_percentiles(clip_percentiles)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -135,6 +146,8 @@ class CosmosDataset:
     def __getitem__(self, index: int) -> ImageItem:
         record = self.records[index]
         image = load_rgb(image_path(self.root, record.image_id))
+        if self.clip_percentiles is not None:
+            image = clip_percentiles(image, *self.clip_percentiles)
         objects, masks = self._objects(record, image.shape[:2])
         stacked = np.stack(masks) if masks else np.zeros((0, *image.shape[:2]), dtype=bool)
         return ImageItem(record=record, image=image, objects=tuple(objects), masks=stacked)

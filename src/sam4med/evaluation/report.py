@@ -14,16 +14,17 @@ def print_comparison(frame: pd.DataFrame, *, title: str) -> None:
     """Per target and strategy: mean Dice of each phase (and the change), then the overall means."""
     console = Console()
     comp = comparison(frame)
-    phases = [c[len("dice_") :] for c in comp.columns if c.startswith("dice_") and c != "dice_delta"]
+    phases = [c[len("dice_") :] for c in comp.columns if c.startswith("dice_") and not c.startswith("dice_delta")]
     table = Table(title=f"{title}: mean Dice per target")
     for name in ["strategy", "target", "n", *[f"Dice {p}" for p in phases]] + (
-        ["change"] if "dice_delta" in comp else []
+        ["change [95% CI]"] if "dice_delta" in comp else []
     ):
         table.add_column(name, justify="left" if name in ("strategy", "target") else "right")
     for row in comp.to_dict(orient="records"):
         cells = [row["strategy"], row["target"], str(row["n"])] + [f"{row[f'dice_{p}']:.3f}" for p in phases]
         if "dice_delta" in row:
-            cells.append(f"{row['dice_delta']:+.3f}")
+            ci = f" [{row['dice_delta_ci_low']:+.3f}, {row['dice_delta_ci_high']:+.3f}]"
+            cells.append(f"{row['dice_delta']:+.3f}{ci}")
         table.add_row(*cells)
     console.print(table)
     means = Table(title=f"{title}: mean over object instances")

@@ -8,9 +8,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from sam4med.evaluation.tables import markdown_table, s1_empty_table, write_tables
+from sam4med.evaluation.statistics import PairedDelta, pair, paired_delta, sign_test
+from sam4med.evaluation.tables import markdown_table, s1_empty_table, strategy_order, write_tables
 from sam4med.files import write_text
 
 METRICS = ("dice", "iou", "hd", "hd95")
@@ -25,6 +27,7 @@ class ObjectResult:
     predicted IoU of the chosen mask (0.0 when nothing was predicted). ``candidates`` is the number
     of masks the prediction was chosen from: 1 (``single``), 3 (``oracle``/``confidence``), or for S1
     the number of masks everything mode generated for the image (0: none survived its filters).
+    ``empty``: the chosen prediction has no pixel (a miss); its HD is then the image diagonal.
     """
 
     phase: str
@@ -43,14 +46,27 @@ class ObjectResult:
     hd_px: float = math.nan
     hd95_px: float = math.nan
     candidates: int = -1
+    empty: bool = False
 
 
 COLUMNS = tuple(f.name for f in fields(ObjectResult))
 
 
 def to_frame(results: Iterable[ObjectResult]) -> pd.DataFrame:
-    """Long table, one row per result."""
-    return pd.DataFrame([asdict(r) for r in results], columns=list(COLUMNS))
+    """Long table, one row per result; refuses NaN or inf in a metric that enters a mean (see :func:`check_finite`)."""
+    frame = pd.DataFrame([asdict(r) for r in results], columns=list(COLUMNS))
+    check_finite(frame)
+    return frame
+
+
+def check_finite(frame: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> None:
+    """Raise ``ValueError`` naming the rows where a metric is NaN or infinite: a mean must not skip or explode."""
+    for metric in metrics:
+        values = pd.to_numeric(frame[metric], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            rows = frame.loc[bad, ["phase", "strategy", "object_key", metric]].head(5).to_dict(orient="records")
+            raise ValueError(f"metric '{metric}' is NaN or infinite in {int(bad.sum())} result rows, e.g. {rows}")
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
@@ -61,8 +77,17 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
+ALL_TARGETS = "all targets"
+
+
 def comparison(frame: pd.DataFrame, before: str = "zero_shot", after: str = "finetuned") -> pd.DataFrame:
-    """Per strategy x target: mean Dice/IoU/HD before and after, and the Dice difference."""
+    """Per strategy x target: mean Dice/IoU/HD before and after, the Dice difference and its statistics.
+
+    With both phases present every strategy also gets a row with target ``all targets`` (means over all
+    its objects), and the columns ``dice_delta_ci_low``/``dice_delta_ci_high`` (95 % bootstrap CI,
+    images resampled), ``p_wilcoxon`` (paired objects) and, on the ``all targets`` row, ``p_sign`` (the
+    sign test of targets improved); see :mod:`sam4med.evaluation.statistics`.
+    """
     summary = summarize(frame)
     pivot = summary.pivot_table(index=["strategy", "target"], columns="phase", values=["dice", "iou", "hd", "n"])
     out = pd.DataFrame(index=pivot.index)
@@ -70,16 +95,41 @@ def comparison(frame: pd.DataFrame, before: str = "zero_shot", after: str = "fin
         for phase in (before, after):
             if (metric, phase) in pivot.columns:
                 out[f"{metric}_{phase}"] = pivot[(metric, phase)]
-    if f"dice_{before}" in out and f"dice_{after}" in out:
-        out["dice_delta"] = out[f"dice_{after}"] - out[f"dice_{before}"]
     out["n"] = pivot["n"].max(axis=1).astype(int)
-    return out.reset_index()
+    out = out.reset_index()
+    if f"dice_{before}" not in out or f"dice_{after}" not in out:
+        return out
+    out["dice_delta"] = out[f"dice_{after}"] - out[f"dice_{before}"]
+    pairs = pair(frame, before, after)
+    rows = []
+    for strategy in strategy_order(out):
+        part = out[out.strategy == strategy]
+        strategy_pairs = pairs[pairs.strategy == strategy]
+        for target_row in part.to_dict(orient="records"):
+            stat = paired_delta(strategy_pairs[strategy_pairs.target == target_row["target"]])
+            rows.append({**target_row, **_stat_columns(stat), "p_sign": float("nan")})
+        means = overall(frame[frame.strategy == strategy])
+        total = {"strategy": strategy, "target": ALL_TARGETS}
+        for metric in ("dice", "iou", "hd"):
+            for phase in (before, after):
+                if f"{metric}_{phase}" in out:
+                    total[f"{metric}_{phase}"] = float(means.loc[means.phase == phase, metric].iloc[0])
+        stat = paired_delta(strategy_pairs)
+        total.update(n=stat.objects, dice_delta=stat.delta, **_stat_columns(stat))
+        total["p_sign"] = sign_test(part["dice_delta"])
+        rows.append(total)
+    return pd.DataFrame(rows, columns=[*out.columns, "dice_delta_ci_low", "dice_delta_ci_high", "p_wilcoxon", "p_sign"])
+
+
+def _stat_columns(stat: PairedDelta) -> dict[str, float]:
+    return {"dice_delta_ci_low": stat.ci_low, "dice_delta_ci_high": stat.ci_high, "p_wilcoxon": stat.p_wilcoxon}
 
 
 def improvement(comp: pd.DataFrame) -> pd.DataFrame:
     """Per strategy: targets whose mean Dice rose after fine-tuning, out of all targets (from :func:`comparison`)."""
     if "dice_delta" not in comp:
         return pd.DataFrame(columns=["strategy", "improved", "targets"])
+    comp = comp[comp.target != ALL_TARGETS]
     grouped = comp.groupby("strategy")["dice_delta"]
     return pd.DataFrame(
         {"improved": grouped.apply(lambda d: int((d > 0).sum())), "targets": grouped.size()}
@@ -87,10 +137,19 @@ def improvement(comp: pd.DataFrame) -> pd.DataFrame:
 
 
 def overall(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean over object instances per phase x strategy (every instance weighs the same)."""
+    """Mean over object instances per phase x strategy (every instance weighs the same).
+
+    Besides the means of :data:`METRICS` (HD of a miss is the image diagonal): ``miss_rate``, the share
+    of objects with an empty prediction, and ``hd_nonempty``/``hd95_nonempty``, the HD means over the
+    objects with a non-empty prediction only (NaN when every prediction is empty).
+    """
     grouped = frame.groupby(["phase", "strategy"], sort=True)
     table = grouped[list(METRICS)].mean()
     table["n"] = grouped.size()
+    table["miss_rate"] = grouped["empty"].mean().astype(float)
+    hits = frame[~frame["empty"].astype(bool)].groupby(["phase", "strategy"], sort=True)
+    table["hd_nonempty"] = hits["hd"].mean()
+    table["hd95_nonempty"] = hits["hd95"].mean()
     return table.reset_index()
 
 

@@ -69,6 +69,7 @@ def score_objects(
                 hd_px=hd_px,
                 hd95_px=hd95_px,
                 candidates=int(candidates),
+                empty=not bool(mask.any()),
             )
         )
     return rows

@@ -112,6 +112,7 @@ class EvaluationSession:
             "strategies": ",".join(settings.strategies),
             "multimask": settings.multimask.value,
             "prompt_seed": self.prompts.seed,
+            "prompt_sampling": self.prompts.sampling,
             "everything": ", ".join(f"{k}={v}" for k, v in asdict(settings.everything).items()),
             "s1_empty_images": f"{empty} of {s1_images}" if "S1" in settings.strategies else "",
             "embedding_cache": f"{self.cache.directory or 'memory'} ({str(self.cache.dtype).removeprefix('torch.')})",

@@ -15,11 +15,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from sam4med.evaluation.results import ALL_TARGETS
+from sam4med.evaluation.statistics import pair, paired_delta, sign_test
 from sam4med.evaluation.tables import check_complete, markdown_table, strategy_order
 
 
@@ -80,8 +83,94 @@ def overall_by_run(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def run_seed(run: Path) -> int | None:
+    """The ``seed`` of a run's composed config (``.hydra/config.yaml``), or None."""
+    path = run / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return None
+    seed = (yaml.safe_load(path.read_text()) or {}).get("seed")
+    return int(seed) if seed is not None else None
+
+
+def seed_table(frame: pd.DataFrame, seeds: dict[str, int]) -> pd.DataFrame:
+    """Per phase x strategy x target (and ``all targets``): mean, sd and n of the mean Dice over seeds.
+
+    Args:
+        frame: merged results with a ``run`` column.
+        seeds: the seed of each run label.
+
+    Returns:
+        Columns phase, strategy, target, mean, sd (sample standard deviation, ddof=1; NaN for one seed),
+        n (seeds), then ``seed_<k>``: the mean Dice of each seed's run.
+    """
+    frame = frame.assign(seed=frame["run"].map(seeds))
+    per_target = frame.groupby(["phase", "strategy", "target", "seed"])["dice"].mean()
+    per_all = frame.groupby(["phase", "strategy", "seed"])["dice"].mean()
+    per_all = pd.concat({ALL_TARGETS: per_all}, names=["target"]).reorder_levels(
+        ["phase", "strategy", "target", "seed"]
+    )
+    wide = pd.concat([per_target, per_all]).unstack("seed")
+    wide.columns = [f"seed_{c}" for c in wide.columns]
+    values = wide.to_numpy(dtype=float)
+    stats = pd.DataFrame(
+        {
+            "mean": np.nanmean(values, axis=1),
+            "sd": pd.DataFrame(values).std(axis=1, ddof=1).to_numpy(),
+            "n": np.isfinite(values).sum(axis=1),
+        },
+        index=wide.index,
+    )
+    table = pd.concat([stats, wide], axis=1).reset_index()
+    order = {s: k for k, s in enumerate(strategy_order(frame))}
+    table["_s"] = table["strategy"].map(order)
+    table["_t"] = table["target"] == ALL_TARGETS
+    return table.sort_values(["phase", "_s", "_t", "target"]).drop(columns=["_s", "_t"]).reset_index(drop=True)
+
+
+def run_statistics(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per phase x strategy, every run against the first: paired Dice difference, 95 % CI, Wilcoxon, sign test.
+
+    Objects are paired by key (the runs must score the same objects; unpaired ones are left out). See
+    :mod:`sam4med.evaluation.statistics`.
+    """
+    runs = list(dict.fromkeys(frame["run"]))
+    rows = []
+    for phase in sorted(set(frame["phase"])):
+        part = frame[frame.phase == phase]
+        for other in runs[1:]:
+            pairs = pair(part, runs[0], other, side="run")
+            for strategy in strategy_order(part):
+                sp = pairs[pairs.strategy == strategy]
+                if sp.empty:
+                    continue
+                stat = paired_delta(sp)
+                target_delta = sp.groupby("target").apply(lambda g: (g["after"] - g["before"]).mean())
+                rows.append(
+                    {
+                        "phase": phase,
+                        "strategy": strategy,
+                        "reference": runs[0],
+                        "run": other,
+                        "n": stat.objects,
+                        "dice_reference": float(sp["before"].mean()),
+                        "dice_run": float(sp["after"].mean()),
+                        "dice_delta": stat.delta,
+                        "dice_delta_ci_low": stat.ci_low,
+                        "dice_delta_ci_high": stat.ci_high,
+                        "p_wilcoxon": stat.p_wilcoxon,
+                        "p_sign": sign_test(target_delta),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
 def write_sweep_tables(sweep_dir: str | Path) -> dict[str, Path]:
-    """Merge the runs under ``sweep_dir`` and write ``sweep_dice``, ``sweep_hd``, ``sweep_overall`` (.csv, .md)."""
+    """Merge the runs under ``sweep_dir`` and write the sweep tables into it (.csv and .md each).
+
+    ``sweep_dice``, ``sweep_hd``, ``sweep_overall`` (runs side by side), ``sweep_stats`` (every run
+    against the first, with statistics) and, when the runs have different seeds, ``seeds`` (mean, sd and
+    per-seed values over the seeds).
+    """
     sweep_dir = Path(sweep_dir)
     runs = find_runs(sweep_dir)
     if not runs:
@@ -94,6 +183,14 @@ def write_sweep_tables(sweep_dir: str | Path) -> dict[str, Path]:
         "sweep_hd": ("Mean HD (pixels) per target, runs side by side", side_by_side(frame, "hd_px")),
         "sweep_overall": ("Means per run and strategy over all object instances", overall_by_run(frame)),
     }
+    if len(runs) > 1:
+        tables["sweep_stats"] = (
+            "Mean Dice of every run against the first, paired by object (95 % bootstrap CI over images)",
+            run_statistics(frame),
+        )
+    seeds = {labels[run]: run_seed(run) for run in runs}
+    if len(runs) > 1 and None not in seeds.values() and len(set(seeds.values())) == len(runs):
+        tables["seeds"] = ("Mean Dice over seeds (sd: sample standard deviation over seeds)", seed_table(frame, seeds))
     paths = {}
     for name, (title, table) in tables.items():
         paths[f"{name}_csv"] = sweep_dir / f"{name}.csv"
@@ -110,7 +207,8 @@ class MergeSweepResults(Callback):
         """Merge the sweep's results (see :func:`write_sweep_tables`)."""
         paths = write_sweep_tables(config.hydra.sweep.dir)
         if paths:
-            print(f"side-by-side tables in {Path(config.hydra.sweep.dir).resolve()}: sweep_dice.md, sweep_hd.md")
+            names = ", ".join(sorted({p.name for p in paths.values() if p.suffix == ".md"}))
+            print(f"sweep tables in {Path(config.hydra.sweep.dir).resolve()}: {names}")
 
 
 if __name__ == "__main__":

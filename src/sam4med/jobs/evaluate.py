@@ -45,8 +45,13 @@ def evaluate_model(cfg: DictConfig) -> Path:
     datamodule.prepare_data()
     datamodule.save_split(results_dir.parent / "split.csv")
     prompts_file = results_dir / "prompts.json"
-    # score on the prompts of an earlier run (prompts=PATH) or resume this run's own
-    prompts = PromptStore(seed=cfg.seed, read_from=cfg.get("prompts") or prompts_file, write_to=prompts_file)
+    # score on the prompts of an earlier run (prompts.file=PATH) or resume this run's own
+    prompts = PromptStore(
+        seed=cfg.seed,
+        sampling=cfg.prompts.sampling,
+        read_from=cfg.prompts.file or prompts_file,
+        write_to=prompts_file,
+    )
     session = EvaluationSession(results_dir, settings, prompts=prompts, cache=instantiate(cfg.embeddings))
     rows = session.score(model, datamodule.dataset(cfg.split), phase=phase)
     meta = session.describe(model, rows, title=f"{phase} evaluation", finetuned=cfg.get("finetuned") or "")

@@ -17,7 +17,7 @@ import numpy as np
 
 from sam4med.errors import DataError
 from sam4med.files import write_text
-from sam4med.prompts.generate import make_prompt
+from sam4med.prompts.generate import check_sampling, make_prompt
 from sam4med.prompts.prompt import Prompt
 
 log = logging.getLogger("sam4med")
@@ -28,15 +28,25 @@ class PromptStore:
 
     Args:
         seed: seed of the prompts made here (the file's own seed wins when ``read_from`` has one).
+        sampling: point-sampling rule of the prompts made here, ``random`` or ``strided`` (the file's own
+            rule wins, like its seed).
         read_from: a prompts file whose prompts are reused, if it exists; None starts empty.
         write_to: where :meth:`save` writes every prompt held; None keeps them in memory only. When it
             differs from ``read_from``, the first :meth:`save` writes it even if nothing was added.
     """
 
-    def __init__(self, *, seed: int, read_from: str | Path | None = None, write_to: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int,
+        sampling: str = "random",
+        read_from: str | Path | None = None,
+        write_to: str | Path | None = None,
+    ) -> None:
         self.read_from = Path(read_from) if read_from else None
         self.write_to = Path(write_to) if write_to else None
         self.seed = seed
+        self.sampling = check_sampling(sampling)
         self._prompts: dict[str, Prompt] = {}
         self._dirty = self.write_to is not None and self.write_to != self.read_from
         if self.read_from is not None and self.read_from.is_file():
@@ -44,6 +54,7 @@ class PromptStore:
                 raw = json.loads(self.read_from.read_text())
                 self._prompts = {k: Prompt.from_dict(v) for k, v in raw["prompts"].items()}
                 stored_seed = int(raw.get("seed", seed))
+                stored_sampling = check_sampling(str(raw.get("sampling", "random")))
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 raise DataError(f"{self.read_from}: not a prompt file written by sam4med ({exc!r})") from exc
             if stored_seed != seed:
@@ -54,6 +65,11 @@ class PromptStore:
                     seed,
                 )
                 self.seed = stored_seed
+            if stored_sampling != sampling:
+                log.info(
+                    "%s: prompts were drawn with %s sampling; new ones use it too", self.read_from, stored_sampling
+                )
+                self.sampling = stored_sampling
 
     def __len__(self) -> int:
         return len(self._prompts)
@@ -63,7 +79,7 @@ class PromptStore:
         key = f"{strategy}|{object_key}"
         prompt = self._prompts.get(key)
         if prompt is None:
-            prompt = make_prompt(mask, strategy, seed=self.seed, object_key=object_key)
+            prompt = make_prompt(mask, strategy, seed=self.seed, object_key=object_key, sampling=self.sampling)
             self._prompts[key] = prompt
             self._dirty = True
         return prompt
@@ -83,6 +99,10 @@ class PromptStore:
         """Write ``write_to`` if anything was added since the last save."""
         if self.write_to is None or not self._dirty:
             return
-        data = {"seed": self.seed, "prompts": {k: p.to_dict() for k, p in sorted(self._prompts.items())}}
+        data = {
+            "seed": self.seed,
+            "sampling": self.sampling,
+            "prompts": {k: p.to_dict() for k, p in sorted(self._prompts.items())},
+        }
         write_text(self.write_to, json.dumps(data, indent=0))
         self._dirty = False

@@ -9,23 +9,38 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from monai.losses import DiceCELoss
 
+from sam4med.errors import ConfigError
 from sam4med.metrics import dice
 from sam4med.models.finetuned import TRAINED_PREFIX
 from sam4med.models.multimask import Multimask, choose
 from sam4med.models.sam_model import SamModel
 from sam4med.training.losses import bce_loss, hard_iou, soft_dice_loss
 
+LOSSES = ("dice_bce_iou", "dice_ce")
+TRAIN_TOKENS = ("scored", "single")
+
 
 class DecoderFineTuner(pl.LightningModule):
     """Trains ``model.mask_decoder`` only.
 
-    Loss per object: Dice + BCE on the mask logits (upsampled to the model input size) plus
-    ``iou_weight`` x MSE between the IoU head's prediction and the true IoU of the predicted mask.
-    With ``multimask="single"`` SAM's single-mask token (output 0) is trained, the one that
-    ``single`` scores; otherwise the three multimask tokens are trained and, as in SAM's own
-    training, only the best of the three takes the mask loss, so ``oracle`` and ``confidence``
-    selection score the outputs that were trained. The settings (and the run config) are saved with
+    Losses (``loss``):
+
+    * ``dice_bce_iou`` (default): per object, Dice + BCE on the mask logits (upsampled to the model
+      input size) plus ``iou_weight`` x MSE between the IoU head's prediction and the true IoU of the
+      predicted mask.
+    * ``dice_ce``: the COSMOS authors' MONAI ``DiceCELoss(sigmoid=True, squared_pred=True)`` on the
+      mask logits resized to the object's original resolution (padding removed, as SAM's
+      ``postprocess_masks``); the IoU head is not trained. Theirs averages over the objects of an
+      image, then over images; here over the objects of a batch.
+
+    Trained outputs (``train_token``): ``scored`` (default) trains the outputs that ``multimask``
+    scores: SAM's single-mask token (output 0) for ``single``; the three multimask tokens for
+    ``oracle`` and ``confidence``, where, as in SAM's own training, only the best of the three takes
+    the mask loss. ``single`` always trains token 0, whatever is scored: the authors train token 0 and
+    test with the oracle over the three multimask tokens (``experiment=cosmos``). Validation always
+    scores what ``multimask`` scores. The settings (and the run config) are saved with
     ``save_hyperparameters`` into every checkpoint, as plain data.
 
     Args:
@@ -33,6 +48,8 @@ class DecoderFineTuner(pl.LightningModule):
         optimizer: partial optimizer (Hydra ``_partial_: true``) completed with the decoder's parameters.
         scheduler: partial LR scheduler or None.
         multimask: the mask selection the model will be scored with (see :class:`Multimask`).
+        loss: ``dice_bce_iou`` or ``dice_ce`` (see above).
+        train_token: ``scored`` or ``single`` (see above).
         dice_weight: weight of the Dice loss.
         bce_weight: weight of the BCE loss.
         iou_weight: weight of the IoU-prediction MSE.
@@ -47,6 +64,8 @@ class DecoderFineTuner(pl.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         *,
         multimask: Multimask | str = Multimask.SINGLE,
+        loss: str = "dice_bce_iou",
+        train_token: str = "scored",
         dice_weight: float = 1.0,
         bce_weight: float = 1.0,
         iou_weight: float = 1.0,
@@ -54,9 +73,18 @@ class DecoderFineTuner(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.multimask = Multimask.parse(multimask)
+        if loss not in LOSSES:
+            raise ConfigError(f"module.loss must be one of {', '.join(LOSSES)}; got '{loss}'")
+        if train_token not in TRAIN_TOKENS:
+            raise ConfigError(f"module.train_token must be one of {', '.join(TRAIN_TOKENS)}; got '{train_token}'")
+        self.loss_name, self.train_token = loss, train_token
+        self.train_multimask = self.multimask.multimask_output and train_token == "scored"
+        self.dice_ce = DiceCELoss(sigmoid=True, squared_pred=True, reduction="mean")
         self.save_hyperparameters(
             {
                 "multimask": self.multimask.value,
+                "loss": loss,
+                "train_token": train_token,
                 "dice_weight": dice_weight,
                 "bce_weight": bce_weight,
                 "iou_weight": iou_weight,
@@ -75,13 +103,19 @@ class DecoderFineTuner(pl.LightningModule):
             "mask_decoder": model.module_hash(model.mask_decoder),
         }
 
-    def forward(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, embeddings: torch.Tensor, boxes: torch.Tensor, multimask_output: bool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits B x M x S x S (model-input space) and IoU predictions B x M for B box prompts.
 
         Args:
             embeddings: B x C x h x w image embeddings, one per prompt.
             boxes: B x 4 XYXY boxes in model-input pixels.
+            multimask_output: the three multimask outputs (M = 3) or the single one (M = 1); None
+                means the outputs that are trained.
         """
+        if multimask_output is None:
+            multimask_output = self.train_multimask
         logits, ious = [], []
         for embedding, box in zip(embeddings, boxes, strict=True):
             out = self.model.decode(
@@ -89,7 +123,7 @@ class DecoderFineTuner(pl.LightningModule):
                 point_coords=None,
                 point_labels=None,
                 boxes=box[None],
-                multimask_output=self.multimask.multimask_output,
+                multimask_output=multimask_output,
             )
             logits.append(out.low_res_logits[0])
             ious.append(out.iou_predictions[0])
@@ -105,9 +139,16 @@ class DecoderFineTuner(pl.LightningModule):
             return batch["embedding"]
         return self.model.encode(batch["image"])  # no_grad inside
 
+    def _original(self, logits: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+        """M x S x S model-input logits -> M x H x W logits at the original size (padding removed)."""
+        new_h, new_w = self.model.preprocessing.resized_shape(shape)
+        return F.interpolate(logits[None, :, :new_h, :new_w], shape, mode="bilinear", align_corners=False)[0]
+
     def _loss(
         self, logits: torch.Tensor, iou_pred: torch.Tensor, batch: dict[str, Any]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.loss_name == "dice_ce":
+            return self._dice_ce_loss(logits, batch)
         target = batch["mask"][:, None].expand_as(logits)
         mask_loss = self.dice_weight * soft_dice_loss(logits, target) + self.bce_weight * bce_loss(logits, target)
         best = mask_loss.argmin(dim=1)  # with one output this is always 0
@@ -115,6 +156,19 @@ class DecoderFineTuner(pl.LightningModule):
         iou_mse = F.mse_loss(iou_pred, hard_iou(logits, target))
         loss = mask_loss[rows, best].mean() + self.iou_weight * iou_mse
         return loss, {"mask_loss": mask_loss[rows, best].mean(), "iou_mse": iou_mse}
+
+    def _dice_ce_loss(
+        self, logits: torch.Tensor, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """MONAI DiceCE per object at original resolution; with several outputs the best one counts."""
+        per_object = []
+        for logit, gt in zip(logits, batch["gt"], strict=True):
+            full = self._original(logit, tuple(gt.shape))  # M x H x W
+            target = gt.to(full.dtype)[None, None].expand(1, 1, *gt.shape)
+            per_output = torch.stack([self.dice_ce(full[m][None, None], target) for m in range(len(full))])
+            per_object.append(per_output.min())
+        loss = torch.stack(per_object).mean()
+        return loss, {"mask_loss": loss}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """Dice + BCE + IoU-MSE on one batch."""
@@ -126,14 +180,14 @@ class DecoderFineTuner(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Loss, and Dice at original resolution under the evaluation protocol (no jitter, logit > 0)."""
-        logits, iou_pred = self(self.embeddings(batch), batch["box"])
+        embeddings = self.embeddings(batch)
+        logits, iou_pred = self(embeddings, batch["box"])
         loss, _ = self._loss(logits, iou_pred, batch)
+        if self.multimask.multimask_output != self.train_multimask:  # scored outputs differ from trained ones
+            logits, iou_pred = self(embeddings, batch["box"], multimask_output=self.multimask.multimask_output)
         scores = []
         for logit, ious, gt in zip(logits, iou_pred, batch["gt"], strict=True):
-            pre = self.model.preprocessing
-            new_h, new_w = pre.resized_shape(tuple(gt.shape))
-            full = F.interpolate(logit[None, :, :new_h, :new_w], tuple(gt.shape), mode="bilinear", align_corners=False)
-            masks = (full > 0).cpu().numpy()  # 1 x M x H x W
+            masks = (self._original(logit, tuple(gt.shape)) > 0)[None].cpu().numpy()  # 1 x M x H x W
             gt_np = gt.cpu().numpy()
             best = int(choose(self.multimask, masks, ious[None].detach().cpu().numpy(), gt_np[None])[0])
             scores.append(dice(masks[0, best], gt_np))
