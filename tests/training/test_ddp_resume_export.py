@@ -80,7 +80,7 @@ def test_export_loads_into_segment_anything(reference):
     tiny = build_tiny()
     sam = Sam(image_encoder=tiny.image_encoder, prompt_encoder=tiny.prompt_encoder, mask_decoder=tiny.mask_decoder)
     sam.load_state_dict(state, strict=True)
-    trained = torch.load(best, weights_only=False)["state_dict"]
+    trained = torch.load(best, weights_only=True)["state_dict"]
     key = "mask_decoder.iou_token.weight"
     assert torch.equal(sam.state_dict()[key], trained[f"model.{key}"])
     assert not torch.equal(build_tiny().state_dict()[key], trained[f"model.{key}"])

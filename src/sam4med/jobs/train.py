@@ -65,7 +65,9 @@ def fine_tune(cfg: DictConfig) -> dict[str, Any]:
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg.get("ckpt_path"), output_dir))
+        resume = resolve_resume(cfg.get("ckpt_path"), output_dir)
+        # weights_only: a checkpoint handed over by someone else can never run code when it is opened
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,16 @@ def load_file(path: str | Path, what: str) -> Any:
         raise CheckpointError(f"{path}: {what} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated, foreign or unsafe files
-        raise CheckpointError(f"{path}: cannot read as {what} ({type(exc).__name__}: {exc})") from exc
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        thing = f"'{found.group(1)}'" if found else "objects other than tensors and plain data"
+        raise CheckpointError(
+            f"{path}: cannot read as {what}: refused by the safe loader (WeightsUnpickler): it holds {thing}, "
+            "which could run code when opened; only tensors and plain data are accepted"
+        ) from exc
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(f"{path}: cannot read as {what} ({type(exc).__name__}: {first_line})") from exc
 
 
 def read_state_dict(path: str | Path, backbone: str) -> dict[str, torch.Tensor]:
