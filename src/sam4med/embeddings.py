@@ -5,21 +5,62 @@ encoder's weights and the preprocessing contract), so a changed image, encoder o
 never meets a stale entry. Entries are stored in ``dtype`` (float32 by default, float16 to halve the
 disk use); a freshly computed embedding is rounded through the same dtype before use, so a first
 (uncached) and a second (cached) run give bit-identical results.
+
+An entry file ``<dir>/<key[:2]>/<key>.pt`` holds ``{"key", "sha256", "embedding"}``: its own key and a
+SHA-256 of the tensor's bytes. An entry that cannot be read, is of another key, another type, shape
+or dtype, or whose bytes do not match the checksum (a truncated file, a flipped bit, two entries
+swapped) is reported once in the log, removed and recomputed. Entries are written under a per-process
+temporary name and renamed, so two processes writing one entry at once leave a valid entry.
+
+Check a whole cache with ``python -m sam4med.embeddings verify <cache dir>``.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
-import pickle
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sam4med.cli import user_errors_in_one_line
+from sam4med.errors import DataError
 from sam4med.files import save_tensors
 from sam4med.models.sam_model import SamModel
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+log = logging.getLogger("sam4med")
+
+
+def tensor_checksum(tensor: torch.Tensor) -> str:
+    """SHA-256 of a CPU tensor's dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+    digest.update(tensor.detach().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def entry_problem(path: Path, dtype: torch.dtype | None = None) -> tuple[str | None, torch.Tensor | None]:
+    """(what is wrong with the entry file at ``path`` or None, its embedding when it is sound)."""
+    try:
+        entry = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a torn or foreign file fails in many ways; all mean "recompute"
+        return f"unreadable ({type(exc).__name__})", None
+    if not isinstance(entry, dict) or set(entry) != {"key", "sha256", "embedding"}:
+        return "not a sam4med cache entry (no key and checksum)", None
+    embedding = entry["embedding"]
+    if entry["key"] != path.stem:
+        return f"holds the entry of another key ({str(entry['key'])[:12]}...)", None
+    if not isinstance(embedding, torch.Tensor) or embedding.ndim != 3:
+        return f"holds a {type(embedding).__name__} of shape {getattr(embedding, 'shape', '?')}, not C x h x w", None
+    if embedding.dtype not in DTYPES.values() or (dtype is not None and embedding.dtype != dtype):
+        return f"stored as {embedding.dtype}, not {dtype}", None
+    if tensor_checksum(embedding) != entry["sha256"]:
+        return "checksum mismatch (damaged bytes)", None
+    return None, embedding
 
 
 class EmbeddingCache:
@@ -37,6 +78,7 @@ class EmbeddingCache:
         self.dtype = DTYPES[dtype]
         self.hits = 0
         self.misses = 0
+        self.damaged = 0
         self._encoder_keys: dict[int, str] = {}
         self._memory: dict[str, torch.Tensor] = {}
 
@@ -57,18 +99,30 @@ class EmbeddingCache:
         return self.directory / key[:2] / f"{key}.pt"
 
     def load(self, key: str) -> torch.Tensor | None:
-        """The stored embedding under ``key`` (C x h x w float32), or None if there is none."""
+        """The stored embedding under ``key`` (C x h x w float32), or None if there is none or it is damaged."""
         if self.directory is None:
             stored = self._memory.get(key)
             return stored.float() if stored is not None else None
         path = self._path(key)
         if not path.is_file():
             return None
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True).float()
-        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError):
-            path.unlink(missing_ok=True)  # a damaged entry is recomputed
+        problem, embedding = entry_problem(path, self.dtype)
+        if problem is not None:
+            self.damaged += 1
+            log.warning("embedding cache: %s %s; recomputing it", path, problem)
+            path.unlink(missing_ok=True)
             return None
+        assert embedding is not None
+        return embedding.float()
+
+    def store(self, key: str, embedding: torch.Tensor) -> None:
+        """Write one entry (``embedding`` C x h x w in the cache dtype) with its key and checksum."""
+        if self.directory is None:
+            self._memory[key] = embedding
+            return
+        stored = embedding.detach().cpu().contiguous().clone()
+        entry = {"key": key, "sha256": tensor_checksum(stored), "embedding": stored}
+        save_tensors(self._path(key), entry, unique_tmp=True)  # ranks may write one entry at once
 
     def get_with_key(self, model: SamModel, image: np.ndarray) -> tuple[str, torch.Tensor]:
         """(key, embedding) of ``image``, computing and storing the embedding on a miss."""
@@ -79,10 +133,7 @@ class EmbeddingCache:
             return key, found
         self.misses += 1
         stored = model.embed_image(image).cpu().to(self.dtype)
-        if self.directory is None:
-            self._memory[key] = stored
-        else:
-            save_tensors(self._path(key), stored.clone(), unique_tmp=True)  # ranks may write one entry at once
+        self.store(key, stored)
         return key, stored.float()
 
     def get(self, model: SamModel, image: np.ndarray) -> torch.Tensor:
@@ -91,4 +142,51 @@ class EmbeddingCache:
 
     def stats(self) -> str:
         """One line for the log: hits and misses so far."""
-        return f"embedding cache: {self.hits} reused, {self.misses} computed ({self.directory or 'memory only'})"
+        damaged = f", {self.damaged} damaged entries recomputed" if self.damaged else ""
+        where = self.directory or "memory only"
+        return f"embedding cache: {self.hits} reused, {self.misses} computed{damaged} ({where})"
+
+
+def verify(directory: str | Path) -> tuple[int, list[tuple[Path, str]]]:
+    """(sound entries, [(entry file, problem)]) of every entry of the cache at ``directory``."""
+    directory = Path(directory)
+    sound, problems = 0, []
+    for path in sorted(directory.glob("*/*")):
+        if path.name.endswith(".tmp"):
+            problems.append((path, "temporary file of an interrupted write (safe to delete)"))
+            continue
+        if path.suffix != ".pt":
+            continue
+        problem, _ = entry_problem(path)
+        if problem is None and path.parent.name != path.stem[:2]:
+            problem = f"in folder {path.parent.name}, not {path.stem[:2]}"
+        if problem is None:
+            sound += 1
+        else:
+            problems.append((path, problem))
+    return sound, problems
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: ``python -m sam4med.embeddings verify CACHE_DIR`` (exit 1 when an entry is damaged)."""
+
+    @user_errors_in_one_line
+    def run() -> None:
+        parser = argparse.ArgumentParser(prog="python -m sam4med.embeddings", description="Check an embedding cache.")
+        parser.add_argument("command", choices=["verify"], help="verify: check every entry's key and checksum")
+        parser.add_argument("directory", help="the cache folder (embeddings.directory)")
+        args = parser.parse_args(argv)
+        if not Path(args.directory).is_dir():
+            raise DataError(f"{args.directory}: no such cache folder")
+        sound, problems = verify(args.directory)
+        for path, problem in problems:
+            print(f"{path}: {problem}")
+        print(f"{args.directory}: {sound} sound entries, {len(problems)} damaged (recomputed when next used)")
+        if problems:
+            raise SystemExit(1)
+
+    run()
+
+
+if __name__ == "__main__":
+    main()
