@@ -5,10 +5,16 @@ all objects of an image under one of S2–S6 are decoded in one batched call, an
 automatic mask generator on the same embedding (see :mod:`sam4med.evaluation.everything`). Rows are
 appended to a JSON-lines log as each image finishes, so an interrupted run keeps what it has and a
 re-run with the same log skips the images already scored.
+
+Each log line carries ``settings``, a hash of everything that determines its row (see
+:func:`settings_hash`); a re-run whose settings differ from the logged rows of its phase is refused,
+so a run folder re-used with another model, decoder, mask selection, S1 grid or prompt seed never
+mixes stale rows into new results.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -24,6 +30,7 @@ from sam4med.embeddings import EmbeddingCache
 from sam4med.evaluation.everything import EverythingMode, EverythingSettings, match_masks
 from sam4med.evaluation.predict import predict
 from sam4med.evaluation.results import COLUMNS, ObjectResult
+from sam4med.errors import DataError
 from sam4med.evaluation.scoring import score_objects
 from sam4med.files import write_text
 from sam4med.models.multimask import Multimask
@@ -36,20 +43,62 @@ ALL_STRATEGIES = ("S1", *sorted(STRATEGIES))
 log = logging.getLogger("sam4med")
 
 
-def _read_log(path: Path | None) -> list[ObjectResult]:
-    """Rows of an earlier (interrupted) run; a line cut short or of an older format ends the usable log."""
+# Phases scored with the base model's own decoder: their rows depend on the base weights only. (When
+# training resumes from a checkpoint, the trained decoder is already loaded when the zero-shot rows are
+# read back from the log, so the decoder must not be part of their hash.)
+BASE_DECODER_PHASES = ("zero_shot",)
+
+
+def settings_hash(
+    model: SamModel, *, phase: str, multimask: Multimask, everything: EverythingSettings, prompt_seed: int
+) -> str:
+    """SHA-256 (16 hex digits) of what determines a row: backbone, base weights and preprocessing,
+    the decoder weights (unless ``phase`` uses the base decoder), mask selection, S1 settings, prompt seed."""
+    parts = {
+        "backbone": model.name,
+        "weights": model.weights_source,
+        "image_encoder": model.module_hash(model.image_encoder),
+        "prompt_encoder": model.module_hash(model.prompt_encoder),
+        "preprocessing": model.preprocessing.key(),
+        "decoder": "base" if phase in BASE_DECODER_PHASES else model.module_hash(model.mask_decoder),
+        "multimask": multimask.value,
+        "everything": asdict(everything),
+        "prompt_seed": prompt_seed,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read_log(path: Path | None) -> list[tuple[str, ObjectResult]]:
+    """(settings hash, row) of an earlier (interrupted) run; a line cut short or of an older format ends the
+    usable log."""
     if path is None or not path.is_file():
         return []
     rows = []
     for line in path.read_text().splitlines():
         try:
             data = json.loads(line)
-            if set(data) != set(COLUMNS):
+            settings = data.pop("settings", None)
+            if not isinstance(settings, str) or set(data) != set(COLUMNS):
                 break
-            rows.append(ObjectResult(**data))
-        except (json.JSONDecodeError, TypeError):
+            rows.append((settings, ObjectResult(**data)))
+        except (json.JSONDecodeError, TypeError, AttributeError):
             break
     return rows
+
+
+def _log_lines(rows: Sequence[tuple[str, ObjectResult]]) -> str:
+    return "".join(json.dumps({"settings": settings, **asdict(r)}) + "\n" for settings, r in rows)
+
+
+def _resumable(logged: list[tuple[str, ObjectResult]], path: Path, phase: str, settings: str) -> list[ObjectResult]:
+    """The logged rows of ``phase``, after checking they were made with the same settings."""
+    other = {h for h, r in logged if r.phase == phase and h != settings}
+    if other:
+        raise DataError(
+            f"{path}: holds {phase} rows made with other settings (model, decoder, preprocessing, multimask, "
+            "S1 grid or prompt seed differ); use a new run folder for new settings"
+        )
+    return [r for _, r in logged if r.phase == phase]
 
 
 def _score_image(
@@ -121,10 +170,11 @@ def score_dataset(
         progress: show a progress bar over images.
     """
     path = Path(log_path) if log_path else None
+    settings = settings_hash(model, phase=phase, multimask=multimask, everything=everything, prompt_seed=prompts.seed)
     logged = _read_log(path)
+    results = _resumable(logged, path, phase, settings) if path is not None else []
     if path is not None and path.is_file():  # drop a cut or outdated tail, so appended rows stay readable
-        write_text(path, "".join(json.dumps(asdict(r)) + "\n" for r in logged))
-    results = [r for r in logged if r.phase == phase]
+        write_text(path, _log_lines(logged))
     done = {(r.image_id, r.strategy) for r in results}
     model.eval()
     s1 = EverythingMode(model, everything) if "S1" in strategies else None
@@ -151,7 +201,7 @@ def score_dataset(
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a") as handle:
-                handle.writelines(json.dumps(asdict(r)) + "\n" for r in new_rows)
+                handle.write(_log_lines([(settings, r) for r in new_rows]))
         results += new_rows
     reused, computed = cache.hits - hits, cache.misses - misses
     log.info(

@@ -1,16 +1,22 @@
 """Prompts saved next to the predictions, so every model of a comparison sees the same prompts.
 
-One JSON file maps ``"<strategy>|<object key>"`` to a :class:`Prompt`. A store reads the prompts of
-one file (``read_from``) and writes what it holds to another, or the same (``write_to``). A stored
-prompt is always reused; a missing one is generated from the ground truth and added, with the seed
-recorded in the file (so a file holds prompts of one seed, whatever seed the later run was given). The
-file is rewritten atomically, so an interrupted run leaves a readable file.
+One JSON file maps ``"<strategy>|<object key>"`` to a :class:`Prompt` plus ``mask_sha256``, a hash of
+the object mask it was drawn from. A store reads the prompts of one file (``read_from``) and writes
+what it holds to another, or the same (``write_to``). A stored prompt is reused only for the same mask:
+one whose mask hash differs (a dataset prepared differently, a file from another dataset) or that lies
+outside the image is refused with a :class:`DataError` naming the object. A missing prompt is
+generated from the ground truth and added, with the seed recorded in the file (so a file holds
+prompts of one seed, whatever seed the later run was given); with ``only_stored`` (a prompts file the
+user named) a missing prompt is an error instead. The file is rewritten atomically, so an
+interrupted run leaves a readable file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +29,48 @@ from sam4med.prompts.prompt import Prompt
 log = logging.getLogger("sam4med")
 
 
+def mask_hash(mask: np.ndarray) -> str:
+    """SHA-256 (first 16 hex digits) of an H x W boolean mask's shape and pixels."""
+    mask = np.asarray(mask, dtype=bool)
+    digest = hashlib.sha256(str(mask.shape).encode())
+    digest.update(np.packbits(mask).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def outside(prompt: Prompt, shape: tuple[int, int]) -> str | None:
+    """What of ``prompt`` lies outside an image of ``shape`` (H, W), or None if all of it is inside."""
+    height, width = shape
+    for x, y in prompt.point_coords:
+        if not (0 <= x <= width - 1 and 0 <= y <= height - 1):
+            return f"point ({x:g}, {y:g})"
+    if prompt.box is not None:
+        x0, y0, x1, y1 = prompt.box
+        if not (0 <= x0 <= x1 <= width - 1 and 0 <= y0 <= y1 <= height - 1):
+            return f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g})"
+    return None
+
+
+@dataclass(frozen=True)
+class StoredPrompt:
+    """A prompt and the hash of the object mask it was drawn from (see :func:`mask_hash`)."""
+
+    prompt: Prompt
+    mask_sha256: str
+
+    def to_dict(self) -> dict:
+        """JSON-ready form: the prompt's fields plus ``mask_sha256``."""
+        return {**self.prompt.to_dict(), "mask_sha256": self.mask_sha256}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> StoredPrompt:
+        """Inverse of :meth:`to_dict`."""
+        fields = dict(data)
+        digest = fields.pop("mask_sha256")
+        if not isinstance(digest, str):
+            raise TypeError(f"mask_sha256 must be text, got {digest!r}")
+        return cls(Prompt.from_dict(fields), digest)
+
+
 class PromptStore:
     """Get-or-make prompts.
 
@@ -33,6 +81,8 @@ class PromptStore:
         read_from: a prompts file whose prompts are reused, if it exists; None starts empty.
         write_to: where :meth:`save` writes every prompt held; None keeps them in memory only. When it
             differs from ``read_from``, the first :meth:`save` writes it even if nothing was added.
+        only_stored: ``read_from`` must exist and hold every prompt asked for (the user named it to
+            score on exactly those prompts); otherwise missing prompts are drawn.
     """
 
     def __init__(
@@ -42,21 +92,27 @@ class PromptStore:
         sampling: str = "random",
         read_from: str | Path | None = None,
         write_to: str | Path | None = None,
+        only_stored: bool = False,
     ) -> None:
         self.read_from = Path(read_from) if read_from else None
         self.write_to = Path(write_to) if write_to else None
         self.seed = seed
         self.sampling = check_sampling(sampling)
-        self._prompts: dict[str, Prompt] = {}
+        self.only_stored = only_stored
+        self._prompts: dict[str, StoredPrompt] = {}
         self._dirty = self.write_to is not None and self.write_to != self.read_from
+        if only_stored and (self.read_from is None or not self.read_from.is_file()):
+            raise DataError(f"{self.read_from}: prompts file does not exist")
         if self.read_from is not None and self.read_from.is_file():
             try:
                 raw = json.loads(self.read_from.read_text())
-                self._prompts = {k: Prompt.from_dict(v) for k, v in raw["prompts"].items()}
+                self._prompts = {k: StoredPrompt.from_dict(v) for k, v in raw["prompts"].items()}
                 stored_seed = int(raw.get("seed", seed))
                 stored_sampling = check_sampling(str(raw.get("sampling", "random")))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise DataError(f"{self.read_from}: not a prompt file written by sam4med ({exc!r})") from exc
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise DataError(
+                    f"{self.read_from}: not a prompt file written by this sam4med (with mask hashes) ({exc!r})"
+                ) from exc
             if stored_seed != seed:
                 log.info(
                     "%s: prompts were drawn with seed %d; new ones use it too (not %d)",
@@ -75,20 +131,40 @@ class PromptStore:
         return len(self._prompts)
 
     def get(self, mask: np.ndarray, strategy: str, object_key: str) -> Prompt:
-        """The stored prompt for (strategy, object), made from ``mask`` the first time."""
+        """The stored prompt for (strategy, object) drawn from this ``mask`` (H x W bool), made the first time."""
         key = f"{strategy}|{object_key}"
-        prompt = self._prompts.get(key)
-        if prompt is None:
-            prompt = make_prompt(mask, strategy, seed=self.seed, object_key=object_key, sampling=self.sampling)
-            self._prompts[key] = prompt
+        digest = mask_hash(mask)
+        stored = self._prompts.get(key)
+        if stored is None:
+            if self.only_stored:
+                raise DataError(
+                    f"{self.read_from}: holds no {strategy} prompt for object {object_key}; it was made for another "
+                    "dataset or other strategies (leave prompts.file out to draw new prompts)"
+                )
+            made = make_prompt(mask, strategy, seed=self.seed, object_key=object_key, sampling=self.sampling)
+            stored = StoredPrompt(made, digest)
+            self._prompts[key] = stored
             self._dirty = True
-        return prompt
+            return stored.prompt
+        if stored.mask_sha256 != digest:
+            raise DataError(
+                f"{self.read_from}: the stored {strategy} prompt of object {object_key} was drawn from another mask "
+                "(the dataset was prepared differently, or the prompts belong to another dataset); "
+                "use a new run folder or leave prompts.file out"
+            )
+        where = outside(stored.prompt, mask.shape)
+        if where is not None:
+            raise DataError(
+                f"{self.read_from}: the stored {strategy} prompt of object {object_key} has {where} outside the "
+                f"{mask.shape[1]}x{mask.shape[0]} image"
+            )
+        return stored.prompt
 
-    def entries(self) -> dict[str, Prompt]:
+    def entries(self) -> dict[str, StoredPrompt]:
         """Every prompt held, by ``"<strategy>|<object key>"`` (a copy; e.g. to gather them over ranks)."""
         return dict(self._prompts)
 
-    def add(self, entries: dict[str, Prompt]) -> None:
+    def add(self, entries: dict[str, StoredPrompt]) -> None:
         """Hold these prompts too (from :meth:`entries` of another store of the same seed)."""
         new = {k: p for k, p in entries.items() if k not in self._prompts}
         if new:

@@ -1,0 +1,82 @@
+"""A run folder re-used with other settings is refused instead of mixing stale rows into new results."""
+
+import json
+
+import pytest
+import torch
+
+from sam4med.data.dataset import CosmosDataset
+from sam4med.embeddings import EmbeddingCache
+from sam4med.errors import DataError
+from sam4med.evaluation.everything import EverythingSettings
+from sam4med.evaluation.runner import score_dataset
+from sam4med.models.builders import build_tiny
+from sam4med.models.multimask import Multimask
+from sam4med.prompts.store import PromptStore
+
+GRID = EverythingSettings(points_per_side=4)
+
+
+def score(model, dataset, log, *, phase="zero_shot", multimask="single", everything=GRID, seed=0, strategies=("S5",)):
+    return score_dataset(
+        model,
+        dataset,
+        strategies=list(strategies),
+        phase=phase,
+        cache=EmbeddingCache(None),
+        prompts=PromptStore(seed=seed),
+        multimask=Multimask(multimask),
+        everything=everything,
+        log_path=log,
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset(synthetic_root):
+    return CosmosDataset(synthetic_root, image_ids=["syn0000", "syn0001"])
+
+
+def changed_decoder():
+    model = build_tiny()
+    with torch.no_grad():
+        next(model.mask_decoder.parameters()).add_(0.5)
+    return model
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model": lambda: build_tiny(seed=1)},  # other base weights
+        {"multimask": "oracle"},
+        {"everything": EverythingSettings(points_per_side=6), "strategies": ("S1",)},  # another S1 grid
+        {"seed": 7},  # another prompt seed
+        {"phase": "finetuned", "model": changed_decoder},  # another fine-tuned decoder
+    ],
+    ids=["weights", "multimask", "s1_grid", "prompt_seed", "decoder"],
+)
+def test_resuming_rows_of_other_settings_is_refused(dataset, tmp_path, change):
+    log = tmp_path / "log.jsonl"
+    phase = change.get("phase", "zero_shot")
+    strategies = change.get("strategies", ("S5",))
+    first = build_tiny()
+    if phase == "finetuned":
+        first = changed_decoder()
+        with torch.no_grad():
+            next(first.mask_decoder.parameters()).add_(0.25)
+    rows = score(first, dataset, log, phase=phase, strategies=strategies)
+    assert rows and all("settings" in json.loads(line) for line in log.read_text().splitlines())
+    kwargs = {k: v for k, v in change.items() if k != "model"}
+    model = change["model"]() if "model" in change else build_tiny()
+    with pytest.raises(DataError, match=r"log.jsonl: holds .* rows made with other settings.*use a new run folder"):
+        score(model, dataset, log, **kwargs)
+
+
+def test_same_settings_resume_and_other_phases_are_kept(dataset, tmp_path):
+    log = tmp_path / "log.jsonl"
+    zero = score(build_tiny(), dataset, log)
+    tuned = score(changed_decoder(), dataset, log, phase="finetuned")
+    assert score(build_tiny(), dataset, log) == zero  # resumed from the log
+    # a resumed training has its trained decoder loaded before the zero-shot rows are read back
+    assert score(changed_decoder(), dataset, log) == zero
+    assert score(changed_decoder(), dataset, log, phase="finetuned") == tuned
