@@ -27,10 +27,10 @@ from tqdm import tqdm
 
 from sam4med.data.dataset import CosmosDataset, ImageItem
 from sam4med.embeddings import EmbeddingCache
+from sam4med.errors import DataError
 from sam4med.evaluation.everything import EverythingMode, EverythingSettings, match_masks
 from sam4med.evaluation.predict import predict
 from sam4med.evaluation.results import COLUMNS, ObjectResult
-from sam4med.errors import DataError
 from sam4med.evaluation.scoring import score_objects
 from sam4med.files import write_text
 from sam4med.models.multimask import Multimask
@@ -53,7 +53,8 @@ def settings_hash(
     model: SamModel, *, phase: str, multimask: Multimask, everything: EverythingSettings, prompt_seed: int
 ) -> str:
     """SHA-256 (16 hex digits) of what determines a row: backbone, base weights and preprocessing,
-    the decoder weights (unless ``phase`` uses the base decoder), mask selection, S1 settings, prompt seed."""
+    the decoder weights (unless ``phase`` uses the base decoder), mask selection, S1 settings, prompt seed.
+    """
     parts = {
         "backbone": model.name,
         "weights": model.weights_source,
@@ -70,7 +71,8 @@ def settings_hash(
 
 def _read_log(path: Path | None) -> list[tuple[str, ObjectResult]]:
     """(settings hash, row) of an earlier (interrupted) run; a line cut short or of an older format ends the
-    usable log."""
+    usable log.
+    """
     if path is None or not path.is_file():
         return []
     rows = []
