@@ -1,7 +1,6 @@
 """Preparation of NIfTI volumes: slice rule, planes, orientation, 4D, windowing, exclusions, resuming."""
 
 import csv
-import json
 
 import numpy as np
 import pytest
@@ -135,10 +134,8 @@ def test_complete_folder_is_left_alone_and_other_settings_refused(inputs, tmp_pa
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
     VolumePreparer(**preparer_settings(inputs))(root)
     assert before == {p: p.stat().st_mtime_ns for p in root.rglob("*")}
-    (root / ".complete").unlink()
-    (root / ".prepare.json").write_text(json.dumps({"other": 1}))
-    with pytest.raises(DataError, match="other settings"):
-        VolumePreparer(**preparer_settings(inputs))(root)
+    with pytest.raises(DataError, match="already prepared with other settings"):
+        VolumePreparer(**preparer_settings(inputs, modality="MR"))(root)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(DataError, match="not empty"):

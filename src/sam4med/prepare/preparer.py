@@ -1,18 +1,20 @@
 """The one preparation flow every dataset preparer follows, and the base of the folder preparers.
 
-``preparer(root)`` leaves a complete folder as it is; otherwise it finds the inputs, opens a
+``preparer(root)`` leaves a complete folder made with the same settings as it is (one made with other
+settings is refused: it would silently stand for the new ones); otherwise it finds the inputs, opens a
 :class:`~sam4med.prepare.writer.DatasetWriter` (which resumes an interrupted run), processes each
 unfinished input with a progress bar, writes manifest and ``dataset.yaml`` and logs what it did.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from sam4med.data.format import DatasetInfo, ImageRecord, LabelMap
-from sam4med.errors import ConfigError
+from sam4med.data.format import DatasetInfo, ImageRecord, LabelMap, read_info
+from sam4med.errors import ConfigError, DataError
 from sam4med.prepare.inputs import file_stem, find_inputs, safe_id
 from sam4med.prepare.labels import LabelSpec
 from sam4med.prepare.rules import SliceRules
@@ -49,6 +51,7 @@ class Preparer:
         """Prepare into ``root`` unless it is complete; returns ``root``."""
         root = Path(root)
         if is_complete(root):
+            self.check_same_settings(root)
             return root
         start = time.perf_counter()
         inputs = self.inputs()
@@ -59,6 +62,22 @@ class Preparer:
         writer.finish(DatasetInfo(self.name, self.label_maps(records), preparation=settings), parts)
         report(root, parts, start)
         return root
+
+    def check_same_settings(self, root: Path) -> None:
+        """Refuse a complete folder whose recorded preparation differs from this preparer's settings."""
+        recorded = read_info(root).preparation
+        wanted = json.loads(json.dumps(self.settings()))
+        if recorded is None:
+            return  # a folder made by hand and marked complete: nothing to compare
+        recorded = json.loads(json.dumps(dict(recorded)))
+        changed = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
+        if changed:
+            first = changed[0]
+            raise DataError(
+                f"{root}: already prepared with other settings ({first}: {recorded.get(first)!r} there, "
+                f"{wanted.get(first)!r} now{', and more' if len(changed) > 1 else ''}); "
+                "choose another dataset.root or delete the folder"
+            )
 
 
 class FolderPreparer(Preparer):

@@ -6,8 +6,10 @@
   existing image means the whole image is done and is not written again.
 * When an input is finished, its manifest rows and skips go to ``.parts/<key>.json``; a resumed run
   reads that instead of the input.
-* ``.prepare.json`` holds the settings; a folder prepared with other settings is refused, so a resumed
-  run never mixes two preparations.
+* ``.prepare.json`` holds the settings; an unfinished preparation with other settings (a failed run
+  whose config was then corrected) is recognised by it and replaced, so a resumed run never mixes two
+  preparations. A run that prepares no image at all forgets its finished inputs, so the retry after
+  the inputs were fixed reads them again.
 * At the end come ``manifest.csv``, ``dataset.yaml``, ``skipped.csv`` and, last, ``.complete``; the
   bookkeeping files are removed, so an interrupted-and-resumed run leaves the same files, byte for byte,
   as an uninterrupted one.
@@ -107,19 +109,12 @@ class DatasetWriter:
         self.settings = json.loads(json.dumps(dict(settings)))  # plain data, as read back
         self.root.mkdir(parents=True, exist_ok=True)
         marker = self.root / ".prepare.json"
-        if marker.is_file():
-            try:
-                previous = json.loads(marker.read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise DataError(f"{marker}: unreadable ({exc}); delete the folder and prepare it again") from exc
-            if previous != self.settings:
-                raise DataError(
-                    f"{self.root}: an unfinished preparation with other settings is in this folder; "
-                    "finish it with its settings or delete the folder"
-                )
-        elif any(self.root.iterdir()):
-            raise DataError(f"{self.root}: not empty and not a dataset under preparation; choose an empty folder")
-        else:
+        if marker.is_file() and _read_marker(marker) != self.settings:
+            log.warning("%s: replacing an unfinished preparation made with other settings", self.root)
+            _remove_partial(self.root)
+        if not marker.is_file():
+            if any(self.root.iterdir()):
+                raise DataError(f"{self.root}: not empty and not a dataset under preparation; choose an empty folder")
             write_text(marker, json.dumps(self.settings, indent=1, sort_keys=True) + "\n")
         for stale in self.root.rglob("*.tmp"):
             stale.unlink()
@@ -155,6 +150,7 @@ class DatasetWriter:
         skips = [s for p in parts for s in p.skips]
         write_csv(self.root / "skipped.csv", SKIP_COLUMNS, (s.to_row() for s in skips))
         if not records:
+            shutil.rmtree(self.root / ".parts", ignore_errors=True)  # the retry after a fix reads every input
             first = f" (first: {skips[0].file}: {skips[0].reason})" if skips else ""
             raise DataError(f"{self.root}: no image was prepared; {len(skips)} skips in skipped.csv{first}")
         ids = [r.image_id for r in records]
@@ -166,6 +162,28 @@ class DatasetWriter:
         shutil.rmtree(self.root / ".parts", ignore_errors=True)
         (self.root / ".prepare.json").unlink(missing_ok=True)
         write_text(self.root / ".complete", f"{len(records)} images, {len(skips)} skips\n")
+
+
+# What a preparation writes; an unfinished preparation (marked by .prepare.json) holds nothing else.
+PARTIAL_OUTPUT = ("images", "labels", ".parts", "manifest.csv", "dataset.yaml", "skipped.csv", ".prepare.json")
+
+
+def _read_marker(marker: Path) -> dict | None:
+    """The settings recorded in ``.prepare.json``, or None when it cannot be read (a torn hand edit)."""
+    try:
+        return json.loads(marker.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _remove_partial(root: Path) -> None:
+    """Remove the output of an unfinished preparation in ``root`` (and only that)."""
+    for name in PARTIAL_OUTPUT:
+        path = root / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def is_complete(root: str | Path) -> bool:
