@@ -5,7 +5,10 @@ plane (``axial`` = fixed Z, ``coronal`` = fixed Y, ``sagittal`` = fixed X) and s
 anterior, for axial) up and the subject's right on the image's right: a slice ``S[i, j]`` over the two
 remaining RAS axes becomes the image ``rot90(S)``, whose columns run along ``i`` and rows along ``j``
 reversed, so the pixel spacing (X, Y) is ``(zoom[i], zoom[j])``. A 4D volume (X x Y x Z x N) is N 3D
-volumes of one source; its label file is 4D with the same N or 3D and shared by all N.
+volumes of one source; its label file is 4D with the same N or 3D and shared by all N. A label file
+must be on its image's voxel grid: their stored affines must agree within
+``AFFINE_TOLERANCE_MM``, or the input is skipped (a label whose header says another orientation would
+otherwise be reoriented on its own and come out mirrored against the image).
 
 Image ids are ``<stem>[_v<n>]_<x|y|z><slice:03d>``. DICOM series are not read: convert them to NIfTI
 first (e.g. with ``dcm2niix``).
@@ -35,14 +38,24 @@ PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
 _LETTER = ("x", "y", "z")
 DEFAULT_RULES = SliceRules()
 DEFAULT_INTENSITY = Intensity()
+AFFINE_TOLERANCE_MM = 1e-3
 
 
 def load_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     """A NIfTI file as an RAS-oriented array (X x Y x Z or X x Y x Z x N) and its voxel sizes in mm."""
+    data, zooms, _ = read_nifti(path)
+    return data, zooms
+
+
+def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
+    """As :func:`load_nifti`, plus the 4 x 4 voxel-to-world (mm) affine of the file as stored (before
+    reorientation: a label file must share its image's stored grid, voxel for voxel).
+    """
     if not Path(path).is_file():
         raise DataError(f"{path}: missing")
     try:
-        image = nib.as_closest_canonical(nib.load(str(path)))
+        stored = nib.load(str(path))
+        image = nib.as_closest_canonical(stored)
         data = np.asanyarray(image.dataobj)
     except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
         raise DataError(f"{path}: cannot read NIfTI ({type(exc).__name__}: {exc})") from exc
@@ -50,7 +63,18 @@ def load_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
         data = data[:, :, :, 0, :]
     if data.ndim not in (3, 4):
         raise DataError(f"{path}: expected a 3D or 4D volume, got shape {data.shape}")
-    return np.asarray(data), tuple(round(float(z), 6) for z in image.header.get_zooms()[:3])
+    zooms = tuple(round(float(z), 6) for z in image.header.get_zooms()[:3])
+    return np.asarray(data), zooms, np.asarray(stored.affine, dtype=np.float64)
+
+
+def check_same_grid(label_affine: np.ndarray, image_affine: np.ndarray, label_file: str, image_file: str) -> None:
+    """DataError naming ``label_file`` when its stored affine differs from the image's beyond the tolerance."""
+    difference = float(np.abs(label_affine - image_affine).max())
+    if difference > AFFINE_TOLERANCE_MM:
+        raise DataError(
+            f"{label_file}: not on the voxel grid of {Path(image_file).name} (affines differ by up to "
+            f"{difference:.3g} mm, e.g. another orientation in the header); resample the labels onto the image"
+        )
 
 
 def plane_slice(volume: np.ndarray, index: int, axis: int) -> np.ndarray:
@@ -205,12 +229,14 @@ class VolumePreparer(FolderPreparer):
     def _volumes(self, path: Path) -> list[Volume]:
         stem = file_stem(path)
         source = source_of(stem, self.source_pattern)
-        image, zooms = load_nifti(path)
+        image, zooms, affine = read_nifti(path)
         n = 1 if image.ndim == 3 else image.shape[3]
         labels, files = {}, {}
         for spec in self.specs:
             files[spec.name] = str(label_file(spec.path, path, source))
-            array, _ = load_nifti(Path(files[spec.name]))
+            array, _, label_affine = read_nifti(Path(files[spec.name]))
+            if array.shape[:3] == image.shape[:3]:  # other sizes are reported as such by write_volume
+                check_same_grid(label_affine, affine, files[spec.name], str(path))
             if array.ndim == 4 and array.shape[3] != n:
                 raise DataError(f"{files[spec.name]}: {array.shape[3]} label volumes for {n} image volumes")
             labels[spec.name] = array
