@@ -120,7 +120,7 @@ def test_bad_2d_images_are_skipped_and_named(tmp_path):
     assert_skips(reasons, expected)
 
 
-def test_too_many_instances_are_skipped_unless_tiled(tmp_path):
+def test_more_than_255_instances_give_a_16_bit_label_map_and_tiles_still_work(tmp_path):
     labels = np.zeros((40, 80), dtype=np.uint16)
     for k, (r, c) in enumerate((r, c) for r in range(13) for c in range(26)):  # 338 instances of 2 x 2
         labels[r * 3 : r * 3 + 2, c * 3 : c * 3 + 2] = k + 1
@@ -135,12 +135,22 @@ def test_too_many_instances_are_skipped_unless_tiled(tmp_path):
         "label_maps": [{"name": "cells", "path": str(tmp_path / "in" / "cells.tif"), "instances": "Cell"}],
         "modality": "Microscopy",
     }
-    with pytest.raises(DataError, match="no image was prepared"):
-        ImageFolderPreparer(**settings)(tmp_path / "plain")
-    assert "338 instances do not fit in 1..255" in skip_reasons(tmp_path / "plain")["img.tif"]
+    plain = ImageFolderPreparer(**settings)(tmp_path / "plain")
+    assert [len(r.objects) for r in read_manifest(plain)] == [338]
+    assert Image.open(plain / "labels" / "cells" / "img.png").mode == "I;16"
+    assert len(CosmosDataset(plain)[0].objects) == 338
     root = ImageFolderPreparer(**settings, tiles=(1, 2))(tmp_path / "tiled")
     per_tile = [len(np.unique(half)) - 1 for half in (labels[:, :40], labels[:, 40:])]
     assert [len(r.objects) for r in read_manifest(root)] == per_tile
+    assert {Image.open(p).mode for p in (root / "labels" / "cells").iterdir()} == {"L"}  # 8-bit where it fits
+
+
+def test_more_than_65535_instances_do_not_fit():
+    from sam4med.prepare.labels import LabelSpec, remap
+
+    labels = np.arange(1, 256 * 257 + 1, dtype=np.int64).reshape(256, 257)
+    with pytest.raises(DataError, match="65792 instances do not fit in 1..65535; split the image into tiles"):
+        remap(labels, LabelSpec("cells", instances="Cell"), "cells.tif")
 
 
 @pytest.fixture

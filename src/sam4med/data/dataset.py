@@ -16,7 +16,7 @@ from sam4med.data.format import (
     check_objects,
     image_path,
     label_path,
-    load_png,
+    load_labels,
     load_rgb,
     read_info,
     read_manifest,
@@ -109,18 +109,34 @@ class CosmosDataset:
         path = label_path(self.root, name, record.image_id)
         if not path.is_file():
             raise DataError(f"{path}: label map '{name}' of image '{record.image_id}' is missing")
-        labels = load_png(path)
-        if labels.ndim != 2:
-            raise DataError(f"{path}: a label map must be single-channel, got shape {labels.shape}")
+        labels = load_labels(path)
         if labels.shape != shape:
             raise DataError(f"{path}: label size {labels.shape} differs from image size {shape}")
         return labels
+
+    def _check_listed(self, record: ImageRecord, label_map: str, values: np.ndarray) -> None:
+        """The label values present must be those the manifest lists (when it lists any for the image)."""
+        if not record.objects:
+            return  # a user's folder without the objects column
+        listed = {e.value for e in record.objects if e.label_map == label_map}
+        present = {int(v) for v in values if v != 0}
+        if present != listed:
+            unlisted, absent = sorted(present - listed)[:5], sorted(listed - present)[:5]
+            parts = ([f"holds values {unlisted} the manifest does not list"] if unlisted else []) + (
+                [f"lacks values {absent} the manifest lists"] if absent else []
+            )
+            raise DataError(
+                f"{label_path(self.root, label_map, record.image_id)}: {' and '.join(parts)} for image "
+                f"'{record.image_id}'; the folder was changed after preparation (prepare it again)"
+            )
 
     def _objects(self, record: ImageRecord, shape: tuple[int, int]) -> tuple[list[ObjectRef], list[np.ndarray]]:
         objects, masks = [], []
         for label_map in self.info.label_maps:
             labels = self._label_map(label_map.name, record, shape)
-            for value in np.unique(labels):
+            values = np.unique(labels)
+            self._check_listed(record, label_map.name, values)
+            for value in values:
                 if value == 0:
                     continue
                 if int(value) not in label_map.objects:

@@ -5,14 +5,18 @@ A dataset folder holds::
     dataset.yaml              name, the label maps (for each, its name and label value -> object name),
                               and, for a prepared folder, the preparation settings
     manifest.csv              one row per image (columns below)
-    images/<image_id>.png     grey (H x W) or RGB (H x W x 3) uint8
-    labels/<map>/<image_id>.png  uint8 label map per label map, H x W, 0 = background
+    images/<image_id>.png     grey (H x W) or RGB (H x W x 3) uint8 (palette, grey+alpha and RGBA PNGs
+                              are converted to RGB, as the preparers' reader does)
+    labels/<map>/<image_id>.png  label map per label map, H x W, 0 = background: 8-bit, or 16-bit
+                              where a map needs values above 255 (up to 65,535); palette PNGs give
+                              their indices
     skipped.csv               (prepared folders) input files, slices and objects left out, and why
 
 Manifest columns: ``image_id, source, slice_index, modality, spacing_x, spacing_y`` are required
 (spacing may be empty); prepared folders add ``height, width, source_file, objects``, where
 ``objects`` lists the label values present in the image as ``<map>:<value>=<name>`` joined by ``;``
-(e.g. ``structures:1=Thalamus_L;brain:1=Brain``).
+(e.g. ``structures:1=Thalamus_L;brain:1=Brain``). The manifest may start with a UTF-8 byte-order mark
+(as spreadsheet programs write it). A label-map name must be a plain folder name inside ``labels/``.
 
 Several label maps let objects overlap (the brain contains the thalamus). ``source`` is the volume or
 patient an image came from (splits never divide a source unless a dataset has too few sources);
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +39,9 @@ from PIL import Image
 
 from sam4med.errors import DataError
 from sam4med.files import write_csv, write_text
+
+MAX_LABEL_VALUE = 65_535  # 16-bit label PNGs
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 MANIFEST_COLUMNS = ("image_id", "source", "slice_index", "modality", "spacing_x", "spacing_y")
 PREPARED_COLUMNS = ("height", "width", "source_file", "objects")
@@ -153,9 +161,14 @@ def read_info(root: Path) -> DatasetInfo:
     except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DataError(f"{path}: not a valid dataset description ({exc!r})") from exc
     for m in info.label_maps:
-        bad = [v for v in m.objects if not 1 <= v <= 255]
+        if not _PLAIN_NAME.match(m.name) or ".." in m.name:
+            raise DataError(
+                f"{path}: label map name '{m.name}' must be a plain folder name inside labels/ "
+                "(letters, digits, '_', '.', '-'; no '/' or '..')"
+            )
+        bad = [v for v in m.objects if not 1 <= v <= MAX_LABEL_VALUE]
         if bad:
-            raise DataError(f"{path}: label map '{m.name}' has label values outside 1..255: {bad}")
+            raise DataError(f"{path}: label map '{m.name}' has label values outside 1..{MAX_LABEL_VALUE}: {bad[:10]}")
     return info
 
 
@@ -208,7 +221,7 @@ def read_manifest(root: Path) -> list[ImageRecord]:
         raise DataError(f"{path}: missing; a dataset folder needs manifest.csv")
     records, seen = [], set()
     try:
-        with path.open(newline="") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a byte-order mark is not a column
             reader = csv.DictReader(handle)
             absent = [c for c in ("image_id", "source", "modality") if c not in (reader.fieldnames or [])]
             if absent:
@@ -236,15 +249,43 @@ def write_info(root: Path, info: DatasetInfo) -> None:
     write_text(Path(root) / "dataset.yaml", yaml.safe_dump(info.to_yaml(), sort_keys=False))
 
 
-def load_png(path: Path) -> np.ndarray:
-    """Read a PNG as uint8, naming the file when it cannot be read."""
+# Pillow modes converted to RGB when an image is read: palette, grey + alpha, RGBA and the like (the
+# preparers' reader does the same, so a folder reads as it was prepared)
+_TO_RGB = ("P", "PA", "LA", "La", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
+
+
+def _open(path: Path, convert: bool) -> np.ndarray:
+    """Pixels of an image file; ``convert`` turns the modes of ``_TO_RGB`` into RGB."""
     try:
         with Image.open(path) as img:
-            array = np.asarray(img)
+            if convert and img.mode in _TO_RGB:
+                img = img.convert("RGB")
+            return np.asarray(img)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: too many pixels for Pillow's safety limit ({exc})") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: cannot read image ({exc})") from exc
+
+
+def load_png(path: Path) -> np.ndarray:
+    """Read an image PNG as uint8 H x W (grey) or H x W x 3 (RGB; palette and alpha converted), naming the
+    file when it cannot be read.
+    """
+    array = _open(path, convert=True)
     if array.dtype != np.uint8:
         raise DataError(f"{path}: expected 8-bit pixels, got {array.dtype}")
+    return array
+
+
+def load_labels(path: Path) -> np.ndarray:
+    """Read a label PNG as H x W uint8 or uint16 values (palette PNGs give their indices)."""
+    array = _open(path, convert=False)
+    if array.ndim != 2:
+        raise DataError(f"{path}: a label map must be single-channel, got shape {array.shape}")
+    if array.dtype.kind in "iu" and array.dtype.itemsize > 2 and array.size and array.max() <= MAX_LABEL_VALUE:
+        array = array.astype(np.uint16)  # some writers store 16-bit grey as 32-bit
+    if array.dtype not in (np.uint8, np.uint16):
+        raise DataError(f"{path}: expected 8- or 16-bit label values, got {array.dtype}")
     return array
 
 
@@ -253,12 +294,14 @@ def png_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as img:
             return img.height, img.width
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: too many pixels for Pillow's safety limit ({exc})") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: cannot read image ({exc})") from exc
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """Read an image as H x W x 3 uint8 RGB (grey repeated to three channels, alpha dropped)."""
+    """Read an image as H x W x 3 uint8 RGB (grey repeated to three channels, palette expanded, alpha dropped)."""
     array = load_png(path)
     if array.ndim == 2:
         return np.repeat(array[:, :, None], 3, axis=2)

@@ -6,9 +6,12 @@ Two ways to name a label map (one per :class:`LabelSpec`):
   appear, so several source values may share one object (``{1: Lung, 2: Lung}``, as the COSMOS study
   groups left and right lung) and large source values (AAL's 2001) become small ones.
 * ``instances``: every distinct non-zero source value is one instance of the named object (nuclei,
-  cells); instances are renumbered 1..n per image in increasing source value, at most 255 per image.
+  cells); instances are renumbered 1..n per image in increasing source value, at most 65,535 per image.
 
-Arrays are indexed as their source is (any shape); values must be whole numbers >= 0.
+Output label maps are uint8 where the values fit (a named map of at most 255 objects, an image of at
+most 255 instances; so folders prepared before 16-bit labels existed stay byte-identical) and uint16
+otherwise (atlases of up to 65,535 structures). Arrays are indexed as their source is (any shape);
+source values must be whole numbers from 0 to ``MAX_SOURCE_VALUE``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ import numpy as np
 from sam4med.errors import ConfigError, DataError
 
 _MAP_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-MAX_LABEL = 255
+MAX_LABEL = 65_535  # output values: 16-bit label PNGs
+MAX_SOURCE_VALUE = 2**31 - 1  # source values beyond this are no label values (a float image, a corrupt file)
+
+
+def label_dtype(largest: int) -> type[np.unsignedinteger]:
+    """uint8 for output values up to 255 (today's folders, byte for byte), uint16 above."""
+    return np.uint8 if largest <= 255 else np.uint16
 
 
 def _check_object_name(name: str, where: str) -> None:
@@ -66,7 +75,7 @@ class LabelSpec:
                 raise ConfigError(f"{where}: source label values must be positive integers, got {value!r}")
             _check_object_name(name, where)
         if len(set(self.objects.values())) > MAX_LABEL:
-            raise ConfigError(f"{where}: more than {MAX_LABEL} object names cannot fit in an 8-bit label map")
+            raise ConfigError(f"{where}: more than {MAX_LABEL} object names cannot fit in a 16-bit label map")
 
     @classmethod
     def from_config(cls, raw: Mapping) -> LabelSpec:
@@ -118,6 +127,11 @@ def whole_numbers(array: np.ndarray, where: str) -> np.ndarray:
             raise DataError(f"{where}: label values are not whole numbers (a label map, not an image?)")
     elif array.dtype.kind not in "iu":
         raise DataError(f"{where}: label values of type {array.dtype} are not numbers")
+    if array.size and array.max() > MAX_SOURCE_VALUE:
+        raise DataError(
+            f"{where}: label value {float(array.max()):g} is too large for a label (at most {MAX_SOURCE_VALUE}; "
+            "an image given as labels?)"
+        )
     out = array.astype(np.int64)
     if out.size and out.min() < 0:
         raise DataError(f"{where}: negative label values ({int(out.min())}); label values must be 0..255 or named")
@@ -135,7 +149,7 @@ def check_values(values: np.ndarray, spec: LabelSpec, where: str) -> None:
         return
     unnamed = [v for v in present if v not in spec.objects]
     if unnamed:
-        outside = [v for v in unnamed if v > MAX_LABEL]
+        outside = [v for v in unnamed if v > 255]  # a hint: large source values are easily left unnamed
         hint = f" ({len(outside)} of them outside 0..255)" if outside else ""
         raise DataError(
             f"{where}: label values {unnamed[:10]} are not named in label map '{spec.name}'{hint}; "
@@ -144,10 +158,11 @@ def check_values(values: np.ndarray, spec: LabelSpec, where: str) -> None:
 
 
 def remap(labels: np.ndarray, spec: LabelSpec, where: str) -> tuple[np.ndarray, dict[int, str]]:
-    """Source labels (int64, any shape) -> (uint8 labels of the same shape, output value -> object name).
+    """Source labels (int64, any shape) -> (uint8 or uint16 labels of the same shape (see
+    :func:`label_dtype`), output value -> object name).
 
     The names returned are those of the values present. Raises DataError (naming ``where``) for more
-    than 255 instances.
+    than 65,535 instances.
     """
     if spec.instances is not None:
         values, inverse = np.unique(labels, return_inverse=True)
@@ -157,11 +172,12 @@ def remap(labels: np.ndarray, spec: LabelSpec, where: str) -> tuple[np.ndarray, 
         count = int(inverse.max()) if inverse.size else 0
         if count > MAX_LABEL:
             raise DataError(f"{where}: {count} instances do not fit in 1..{MAX_LABEL}; split the image into tiles")
-        return inverse.astype(np.uint8), {i: spec.instances for i in range(1, count + 1)}
+        return inverse.astype(label_dtype(count)), {i: spec.instances for i in range(1, count + 1)}
     names = spec.output_names()
+    dtype = label_dtype(len(names))
     output_of_name = {n: v for v, n in names.items()}
     keys = np.array(sorted(spec.objects), dtype=np.int64)
-    outs = np.array([output_of_name[spec.objects[int(k)]] for k in keys], dtype=np.uint8)
+    outs = np.array([output_of_name[spec.objects[int(k)]] for k in keys], dtype=dtype)
     index = np.minimum(np.searchsorted(keys, labels), len(keys) - 1)
-    out = np.where(keys[index] == labels, outs[index], 0).astype(np.uint8)
+    out = np.where(keys[index] == labels, outs[index], 0).astype(dtype)
     return out, {int(v): names[int(v)] for v in np.unique(out) if v != 0}

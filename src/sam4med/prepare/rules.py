@@ -68,7 +68,7 @@ class SliceRules:
 
 
 def exclusions(labels: np.ndarray, rules: SliceRules) -> dict[int, str]:
-    """Output label values of an H x W uint8 label slice that the exclusion rules remove, with the reason."""
+    """Output label values of an H x W uint8 or uint16 label slice that the exclusion rules remove, with the reason."""
     removed: dict[int, str] = {}
     if not rules.min_object_area and not rules.max_components:
         return removed

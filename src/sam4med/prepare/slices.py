@@ -18,7 +18,7 @@ class SliceLabels:
     """The label maps of one slice after the exclusion rules.
 
     Attributes:
-        maps: label map name -> H x W uint8 label values.
+        maps: label map name -> H x W uint8 (or uint16, above 255) label values.
         names: label map name -> (value -> object name) of the values present in ``maps``.
         removed: (label map, object name, reason) of every object the exclusion rules removed.
     """
@@ -33,12 +33,12 @@ class SliceLabels:
 
 
 def clean_labels(raw: Mapping[str, tuple[np.ndarray, dict[int, str]]], rules: SliceRules) -> SliceLabels:
-    """Apply the exclusion rules to remapped label maps (name -> (H x W uint8, value -> object name))."""
+    """Apply the exclusion rules to remapped label maps (name -> (H x W uint8 or uint16, value -> object name))."""
     maps, names, removed = {}, {}, []
     for name, (array, present) in raw.items():
         dropped = exclusions(array, rules)
         if dropped:
-            array = np.where(np.isin(array, list(dropped)), 0, array).astype(np.uint8)
+            array = np.where(np.isin(array, list(dropped)), 0, array).astype(array.dtype)
             removed += [(name, present[v], reason) for v, reason in sorted(dropped.items())]
         maps[name] = array
         names[name] = {v: n for v, n in present.items() if v not in dropped}

@@ -23,7 +23,7 @@ from sam4med.data.format import (
     check_objects,
     image_path,
     label_path,
-    load_png,
+    load_labels,
     png_size,
     read_info,
     read_manifest,
@@ -88,7 +88,7 @@ def _objects(root: Path, record: ImageRecord, info) -> tuple[ObjectEntry, ...]:
         path = label_path(root, label_map.name, record.image_id)
         if not path.is_file():
             raise DataError(f"{path}: label map '{label_map.name}' of image '{record.image_id}' is missing")
-        for value in np.unique(load_png(path)):
+        for value in np.unique(load_labels(path)):
             if value and int(value) not in label_map.objects:
                 raise DataError(f"{path}: label value {value} is not named in dataset.yaml")
             if value:
