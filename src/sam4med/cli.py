@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -46,10 +47,30 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
+def _unknown_setting(exc: BaseException) -> ConfigError | None:
+    """A config node with a setting its constructor does not take (``+dataset.preparer.typo=1``), in one line."""
+    try:
+        from hydra.errors import InstantiationException
+    except ImportError:  # pragma: no cover - hydra is a dependency
+        return None
+    if not isinstance(exc, InstantiationException) or not isinstance(exc.__cause__, TypeError):
+        return None
+    cause = str(exc.__cause__)
+    if "argument" not in cause:
+        return None
+    target = re.search(r"target '([^']+)'", str(exc))
+    node = re.search(r"full_key: (\S+)", str(exc))
+    where = node.group(1) if node else (target.group(1) if target else "a config node")
+    return ConfigError(f"{where}: {cause} (a misspelled or unknown setting?)")
+
+
 def user_error(exc: BaseException) -> Sam4MedError | None:
     """The :class:`Sam4MedError` behind ``exc`` (Hydra's ``instantiate`` wraps errors), or None."""
     cause: BaseException | None = exc
     while cause is not None and not isinstance(cause, Sam4MedError):
+        unknown = _unknown_setting(cause)
+        if unknown is not None:
+            return unknown
         cause = cause.__cause__ or cause.__context__
     return cause
 

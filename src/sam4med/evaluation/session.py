@@ -15,7 +15,7 @@ import pandas as pd
 
 from sam4med.data.dataset import CosmosDataset
 from sam4med.embeddings import EmbeddingCache
-from sam4med.errors import ConfigError
+from sam4med.errors import ConfigError, DataError
 from sam4med.evaluation.everything import EverythingSettings
 from sam4med.evaluation.results import ObjectResult, to_frame, write_results
 from sam4med.evaluation.runner import ALL_STRATEGIES, s1_empty_images, score_dataset
@@ -46,10 +46,15 @@ class EvaluationSettings:
     def build(
         cls, *, strategies: Sequence[str], multimask: Multimask | str, everything: EverythingSettings, split: str
     ) -> EvaluationSettings:
-        """Settings from config values, checked: unknown strategies and mask selections are refused."""
+        """Settings from config values, checked: no, unknown or repeated strategies and unknown mask selections
+        are refused."""
+        if isinstance(strategies, str) or not strategies:
+            raise ConfigError(f"strategies must be a non-empty list of {', '.join(ALL_STRATEGIES)}; got {strategies!r}")
         unknown = [s for s in strategies if s not in ALL_STRATEGIES]
         if unknown:
             raise ConfigError(f"unknown strategies {unknown}; available: {', '.join(ALL_STRATEGIES)}")
+        if len(set(strategies)) != len(strategies):
+            raise ConfigError(f"strategies {list(strategies)} name a strategy twice")
         return cls(tuple(strategies), Multimask.parse(multimask), everything, split)
 
 
@@ -83,9 +88,11 @@ class EvaluationSession:
         """Rows of every object of ``dataset`` under every strategy.
 
         Rows are appended to ``<results>/<log_name>`` as each image finishes, and a re-run resumes from
-        it; ``log_name=None`` keeps them in memory only.
+        it; ``log_name=None`` keeps them in memory only. A split of images without a single object to
+        score (every label empty, or every object below ``min_object_area``) is a :class:`DataError`,
+        never an empty result.
         """
-        return score_dataset(
+        rows = score_dataset(
             model,
             dataset,
             strategies=self.settings.strategies,
@@ -97,6 +104,13 @@ class EvaluationSession:
             log_path=self.results_dir / log_name if log_name else None,
             progress=progress,
         )
+        if not rows and len(dataset):
+            raise DataError(
+                f"{dataset.root}: the {len(dataset)} images of split '{self.settings.split}' hold no object to score "
+                f"(every label map is empty, or every object is smaller than min_object_area="
+                f"{dataset.min_object_area})"
+            )
+        return rows
 
     def describe(self, model: SamModel, rows: Sequence[ObjectResult], *, title: str, finetuned: str = "") -> dict:
         """What the results were made with, written into ``summary.json`` and ``comparison.md``."""

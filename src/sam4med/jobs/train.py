@@ -12,7 +12,9 @@ import torch.distributed as dist
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from sam4med.callbacks.before_after import BeforeAfterEvaluation
 from sam4med.cli import check_required
+from sam4med.models.multimask import Multimask
 
 log = logging.getLogger("sam4med")
 
@@ -50,15 +52,22 @@ def fine_tune(cfg: DictConfig) -> dict[str, Any]:
     run_config["git_commit"] = git_commit()
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_config))
 
-    model = instantiate(cfg.model)
-    cache = instantiate(cfg.embeddings)
+    # fail fast: settings and splits are checked before any model is loaded or any image encoded
     datamodule = instantiate(cfg.dataset)
     datamodule.prepare_data()
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    scored = [c.settings.split for c in callbacks if isinstance(c, BeforeAfterEvaluation)]
+    for split in dict.fromkeys(["train", "val", *scored]):
+        datamodule.dataset(split)  # a ConfigError names an empty split
+    if cfg.module.get("multimask") is not None:
+        Multimask.parse(cfg.module.multimask)
+
+    model = instantiate(cfg.model)
+    cache = instantiate(cfg.embeddings)
     datamodule.attach(model, cache)
     datamodule.save_split(output_dir / "split.csv")
     # partial first: the run config must reach the module as plain data, not be instantiated by Hydra
     module = instantiate(cfg.module, _partial_=True)(model=model, run_config=run_config)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     for logger in loggers:
         logger.log_hyperparams(run_config)
