@@ -47,7 +47,8 @@ class EvaluationSettings:
         cls, *, strategies: Sequence[str], multimask: Multimask | str, everything: EverythingSettings, split: str
     ) -> EvaluationSettings:
         """Settings from config values, checked: no, unknown or repeated strategies and unknown mask selections
-        are refused."""
+        are refused.
+        """
         if isinstance(strategies, str) or not strategies:
             raise ConfigError(f"strategies must be a non-empty list of {', '.join(ALL_STRATEGIES)}; got {strategies!r}")
         unknown = [s for s in strategies if s not in ALL_STRATEGIES]

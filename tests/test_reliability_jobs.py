@@ -1,0 +1,67 @@
+"""Mistakes in a command surface at once, in one line, before any model is loaded or image encoded."""
+
+import pytest
+
+from sam4med.cli import user_error
+from sam4med.errors import ConfigError, DataError
+from sam4med.jobs.evaluate import evaluate_model
+from sam4med.jobs.prepare import prepare_dataset
+from sam4med.jobs.train import fine_tune
+from tests.helpers import compose_config
+
+# a model that cannot be built: reaching instantiate(cfg.model) fails with a CheckpointError instead
+NO_MODEL = ["model=vit_b", "model.checkpoint=/nonexistent/sam_vit_b.pth", "dataset=synthetic"]
+
+
+def one_line(exc: BaseException) -> str:
+    error = user_error(exc)
+    assert error is not None, f"a traceback, not a user error: {exc!r}"
+    assert "\n" not in str(error)
+    return str(error)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["strategies=[]"], "strategies must be a non-empty list of S1, S2, S3, S4, S5, S6; got"),
+        (["strategies=[S5,S7]"], "unknown strategies ['S7']; available: S1, S2, S3, S4, S5, S6"),
+        (["strategies=[S5,S5]"], "name a strategy twice"),
+        (["multimask=oracel"], "multimask must be one of single, oracle, confidence; got 'oracel'"),
+        (["prompts=/nowhere/prompts.json"], "prompts=/nowhere/prompts.json: file does not exist"),
+        (["split=val", "dataset.fractions=[0.8,0.0,0.2]"], "split 'val' is empty"),
+    ],
+)
+def test_evaluate_refuses_bad_settings_before_loading_the_model(tmp_path, overrides, message):
+    with pytest.raises(ConfigError) as info:
+        evaluate_model(compose_config("evaluate", tmp_path, [*NO_MODEL, *overrides]))
+    assert message in one_line(info.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["dataset.fractions=[0.8,0.0,0.2]"], "split 'val' is empty"),
+        (["module.multimask=oracel"], "multimask must be one of single, oracle, confidence; got 'oracel'"),
+        (["callbacks.before_after.strategies=[S9]"], "unknown strategies ['S9']"),
+    ],
+)
+def test_train_refuses_bad_settings_before_loading_the_model(tmp_path, overrides, message):
+    with pytest.raises(Exception) as info:
+        fine_tune(compose_config("train", tmp_path, [*NO_MODEL, *overrides]))
+    assert message in one_line(info.value)
+
+
+def test_a_misspelled_preparer_setting_keeps_the_real_message(tmp_path):
+    cfg = compose_config("prepare", tmp_path, ["dataset=synthetic", "+dataset.preparer.n_imgaes=3"])
+    with pytest.raises(Exception) as info:
+        prepare_dataset(cfg)
+    message = one_line(info.value)
+    assert "unexpected keyword argument 'n_imgaes'" in message and "SyntheticShapes" in message
+
+
+@pytest.mark.parametrize("overrides", [["dataset.min_object_area=100000"]], ids=["min_object_area_removes_all"])
+def test_a_split_without_objects_is_an_error_not_an_empty_result(tmp_path, overrides):
+    cfg = compose_config("evaluate", tmp_path, ["model=tiny", "dataset=synthetic", "strategies=[S5]", *overrides])
+    with pytest.raises(DataError, match=r"images of split 'test' hold no object to score .*min_object_area=100000"):
+        evaluate_model(cfg)
+    assert not (tmp_path / "run" / "results" / "metrics.csv").exists()
