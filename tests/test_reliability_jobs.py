@@ -65,3 +65,12 @@ def test_a_split_without_objects_is_an_error_not_an_empty_result(tmp_path, overr
     with pytest.raises(DataError, match=r"images of split 'test' hold no object to score .*min_object_area=100000"):
         evaluate_model(cfg)
     assert not (tmp_path / "run" / "results" / "metrics.csv").exists()
+
+
+@pytest.mark.parametrize("used", ["checkpoints/last.ckpt", "results/evaluation_log.jsonl"])
+def test_a_new_training_run_into_a_used_run_folder_is_refused(tmp_path, used):
+    (tmp_path / "run" / used).parent.mkdir(parents=True)
+    (tmp_path / "run" / used).write_text("from the first run")
+    with pytest.raises(ConfigError) as info:
+        fine_tune(compose_config("train", tmp_path, NO_MODEL))
+    assert "run: already holds a run" in one_line(info.value) and "ckpt_path=last" in str(info.value)

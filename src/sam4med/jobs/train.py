@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sam4med.callbacks.before_after import BeforeAfterEvaluation
 from sam4med.cli import check_required
+from sam4med.errors import ConfigError
 from sam4med.models.multimask import Multimask
 
 log = logging.getLogger("sam4med")
@@ -42,11 +43,25 @@ def resolve_resume(ckpt_path: str | None, output_dir: Path) -> str | None:
     return None
 
 
+def check_fresh_run_folder(output_dir: Path, ckpt_path: str | None) -> None:
+    """A new run (no ``ckpt_path``) must not start in a folder that holds another run's checkpoints or results:
+    they would be reported as its own (and Lightning would write ``last-v1.ckpt`` beside ``last.ckpt``)."""
+    if ckpt_path:
+        return
+    used = [p for p in (output_dir / "checkpoints", output_dir / "results") if p.is_dir() and any(p.iterdir())]
+    if used:
+        raise ConfigError(
+            f"{output_dir}: already holds a run ({', '.join(p.name + '/' for p in used)}); use a new run folder, "
+            "or ckpt_path=last to resume that run"
+        )
+
+
 def fine_tune(cfg: DictConfig) -> dict[str, Any]:
     """Fit the mask decoder as configured; returns the trainer's final metrics."""
     check_required(cfg)
-    pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
+    check_fresh_run_folder(output_dir, cfg.get("ckpt_path"))
+    pl.seed_everything(cfg.seed, workers=True)
     output_dir.mkdir(parents=True, exist_ok=True)
     run_config = OmegaConf.to_container(cfg, resolve=True)
     run_config["git_commit"] = git_commit()
