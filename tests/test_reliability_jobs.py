@@ -27,7 +27,8 @@ def one_line(exc: BaseException) -> str:
         (["strategies=[S5,S7]"], "unknown strategies ['S7']; available: S1, S2, S3, S4, S5, S6"),
         (["strategies=[S5,S5]"], "name a strategy twice"),
         (["multimask=oracel"], "multimask must be one of single, oracle, confidence; got 'oracel'"),
-        (["prompts=/nowhere/prompts.json"], "prompts=/nowhere/prompts.json: file does not exist"),
+        (["prompts.file=/nowhere/prompts.json"], "prompts.file=/nowhere/prompts.json: file does not exist"),
+        (["prompts.sampling=stridd"], "prompts.sampling must be one of random, strided; got 'stridd'"),
         (["split=val", "dataset.fractions=[0.8,0.0,0.2]"], "split 'val' is empty"),
     ],
 )

@@ -17,14 +17,19 @@ from sam4med.prompts.store import PromptStore
 GRID = EverythingSettings(points_per_side=4)
 
 
-def score(model, dataset, log, *, phase="zero_shot", multimask="single", everything=GRID, seed=0, strategies=("S5",)):
+def score(
+    model, dataset, log, *, phase="zero_shot", multimask="single", everything=GRID, seed=0, strategies=("S5",),
+    sampling="random", clip=None, min_area=1,
+):  # fmt: skip
+    if clip is not None or min_area != 1:
+        dataset = CosmosDataset(dataset.root, [r.image_id for r in dataset.records], min_area, clip)
     return score_dataset(
         model,
         dataset,
         strategies=list(strategies),
         phase=phase,
         cache=EmbeddingCache(None),
-        prompts=PromptStore(seed=seed),
+        prompts=PromptStore(seed=seed, sampling=sampling),
         multimask=Multimask(multimask),
         everything=everything,
         log_path=log,
@@ -51,9 +56,12 @@ def changed_decoder():
         {"multimask": "oracle"},
         {"everything": EverythingSettings(points_per_side=6), "strategies": ("S1",)},  # another S1 grid
         {"seed": 7},  # another prompt seed
+        {"sampling": "strided"},  # another point-sampling rule
+        {"clip": (0.5, 99.5)},  # another input clipping
+        {"min_area": 5},  # another minimum object area
         {"phase": "finetuned", "model": changed_decoder},  # another fine-tuned decoder
     ],
-    ids=["weights", "multimask", "s1_grid", "prompt_seed", "decoder"],
+    ids=["weights", "multimask", "s1_grid", "prompt_seed", "prompt_sampling", "clip_percentiles", "min_area", "decoder"],
 )
 def test_resuming_rows_of_other_settings_is_refused(dataset, tmp_path, change):
     log = tmp_path / "log.jsonl"

@@ -8,8 +8,8 @@ re-run with the same log skips the images already scored.
 
 Each log line carries ``settings``, a hash of everything that determines its row (see
 :func:`settings_hash`); a re-run whose settings differ from the logged rows of its phase is refused,
-so a run folder re-used with another model, decoder, mask selection, S1 grid or prompt seed never
-mixes stale rows into new results.
+so a run folder re-used with another model, decoder, input clipping, mask selection, S1 grid, prompt
+seed or prompt sampling never mixes stale rows into new results.
 """
 
 from __future__ import annotations
@@ -50,10 +50,17 @@ BASE_DECODER_PHASES = ("zero_shot",)
 
 
 def settings_hash(
-    model: SamModel, *, phase: str, multimask: Multimask, everything: EverythingSettings, prompt_seed: int
+    model: SamModel,
+    dataset: CosmosDataset,
+    prompts: PromptStore,
+    *,
+    phase: str,
+    multimask: Multimask,
+    everything: EverythingSettings,
 ) -> str:
     """SHA-256 (16 hex digits) of what determines a row: backbone, base weights and preprocessing,
-    the decoder weights (unless ``phase`` uses the base decoder), mask selection, S1 settings, prompt seed.
+    the decoder weights (unless ``phase`` uses the base decoder), the dataset's input clipping and
+    minimum object area, mask selection, S1 settings, prompt seed and point sampling.
     """
     parts = {
         "backbone": model.name,
@@ -64,7 +71,10 @@ def settings_hash(
         "decoder": "base" if phase in BASE_DECODER_PHASES else model.module_hash(model.mask_decoder),
         "multimask": multimask.value,
         "everything": asdict(everything),
-        "prompt_seed": prompt_seed,
+        "prompt_seed": prompts.seed,
+        "prompt_sampling": prompts.sampling,
+        "clip_percentiles": None if dataset.clip_percentiles is None else list(dataset.clip_percentiles),
+        "min_object_area": dataset.min_object_area,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -97,8 +107,8 @@ def _resumable(logged: list[tuple[str, ObjectResult]], path: Path, phase: str, s
     other = {h for h, r in logged if r.phase == phase and h != settings}
     if other:
         raise DataError(
-            f"{path}: holds {phase} rows made with other settings (model, decoder, preprocessing, multimask, "
-            "S1 grid or prompt seed differ); use a new run folder for new settings"
+            f"{path}: holds {phase} rows made with other settings (model, decoder, preprocessing, clipping, "
+            "minimum object area, multimask, S1 grid, prompt seed or sampling differ); use a new run folder for new settings"
         )
     return [r for _, r in logged if r.phase == phase]
 
@@ -172,7 +182,7 @@ def score_dataset(
         progress: show a progress bar over images.
     """
     path = Path(log_path) if log_path else None
-    settings = settings_hash(model, phase=phase, multimask=multimask, everything=everything, prompt_seed=prompts.seed)
+    settings = settings_hash(model, dataset, prompts, phase=phase, multimask=multimask, everything=everything)
     logged = _read_log(path)
     results = _resumable(logged, path, phase, settings) if path is not None else []
     if path is not None and path.is_file():  # drop a cut or outdated tail, so appended rows stay readable
