@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -17,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sam4med.errors import ConfigError, Sam4MedError
+from sam4med.errors import ConfigError, DataError, Sam4MedError
 
 # What a missing setting means, for the one-line error.
 REQUIRED_HINTS = {
@@ -64,11 +65,19 @@ def _unknown_setting(exc: BaseException) -> ConfigError | None:
     return ConfigError(f"{where}: {cause} (a misspelled or unknown setting?)")
 
 
+def _disk_full(exc: BaseException) -> DataError | None:
+    """A write that failed for lack of space, in one line (every write is atomic: nothing torn is left)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = exc.filename or "a file"
+        return DataError(f"{where}: no space left on device; free some space and run the same command again")
+    return None
+
+
 def user_error(exc: BaseException) -> Sam4MedError | None:
     """The :class:`Sam4MedError` behind ``exc`` (Hydra's ``instantiate`` wraps errors), or None."""
     cause: BaseException | None = exc
     while cause is not None and not isinstance(cause, Sam4MedError):
-        unknown = _unknown_setting(cause)
+        unknown = _unknown_setting(cause) or _disk_full(cause)
         if unknown is not None:
             return unknown
         cause = cause.__cause__ or cause.__context__

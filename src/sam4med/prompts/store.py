@@ -141,7 +141,11 @@ class PromptStore:
                     f"{self.read_from}: holds no {strategy} prompt for object {object_key}; it was made for another "
                     "dataset or other strategies (leave prompts.file out to draw new prompts)"
                 )
-            made = make_prompt(mask, strategy, seed=self.seed, object_key=object_key, sampling=self.sampling)
+            try:
+                made = make_prompt(mask, strategy, seed=self.seed, object_key=object_key, sampling=self.sampling)
+            except ValueError as exc:  # e.g. an object covering the whole image has no background point
+                detail = str(exc).removeprefix(f"object {object_key}: ")
+                raise DataError(f"object {object_key}: no {strategy} prompt can be drawn ({detail})") from exc
             stored = StoredPrompt(made, digest)
             self._prompts[key] = stored
             self._dirty = True
