@@ -61,7 +61,7 @@ def changed_decoder():
         {"min_area": 5},  # another minimum object area
         {"phase": "finetuned", "model": changed_decoder},  # another fine-tuned decoder
     ],
-    ids=["weights", "multimask", "s1_grid", "prompt_seed", "prompt_sampling", "clip_percentiles", "min_area", "decoder"],
+    ids=["weights", "multimask", "s1_grid", "prompt_seed", "sampling", "clip_percentiles", "min_area", "decoder"],
 )
 def test_resuming_rows_of_other_settings_is_refused(dataset, tmp_path, change):
     log = tmp_path / "log.jsonl"

@@ -1,5 +1,6 @@
 """Runs that need their own processes: DDP, kill -9 and resume; plus export."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -70,6 +71,21 @@ def test_killed_run_resumes_to_the_same_result(reference):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr + resumed.stdout
     assert_same_results(single, read_metrics(tmp / "resumed"))
+
+
+@pytest.mark.slow  # two train.py runs (plus the reference): minutes on a busy CPU
+@pytest.mark.parametrize("phase", ["zero_shot", "finetuned"])
+def test_killed_in_the_before_or_after_evaluation_resumes_to_the_same_result(reference, phase):
+    tmp, single = reference
+    name = f"killed_{phase}"
+    kill = ["+callbacks.kill._target_=tests.crash.KillInEvaluation", f"+callbacks.kill.phase={phase}"]
+    killed = run_train(tmp, name, *kill, "+callbacks.kill.after=7")  # in the second image (6 strategies each)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    log = (tmp / name / "results" / "evaluation_log.jsonl").read_text().splitlines()
+    assert len({row["image_id"] for row in map(json.loads, log) if row["phase"] == phase}) == 1
+    resumed = run_train(tmp, name, "ckpt_path=last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_results(single, read_metrics(tmp / name))
 
 
 def test_export_loads_into_segment_anything(reference):

@@ -107,8 +107,8 @@ def _resumable(logged: list[tuple[str, ObjectResult]], path: Path, phase: str, s
     other = {h for h, r in logged if r.phase == phase and h != settings}
     if other:
         raise DataError(
-            f"{path}: holds {phase} rows made with other settings (model, decoder, preprocessing, clipping, "
-            "minimum object area, multimask, S1 grid, prompt seed or sampling differ); use a new run folder for new settings"
+            f"{path}: holds {phase} rows made with other settings (model, decoder, preprocessing, clipping, minimum "
+            "object area, multimask, S1 grid, prompt seed or sampling differ); use a new run folder for new settings"
         )
     return [r for _, r in logged if r.phase == phase]
 

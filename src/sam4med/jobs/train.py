@@ -45,7 +45,8 @@ def resolve_resume(ckpt_path: str | None, output_dir: Path) -> str | None:
 
 def check_fresh_run_folder(output_dir: Path, ckpt_path: str | None) -> None:
     """A new run (no ``ckpt_path``) must not start in a folder that holds another run's checkpoints or results:
-    they would be reported as its own (and Lightning would write ``last-v1.ckpt`` beside ``last.ckpt``)."""
+    they would be reported as its own (and Lightning would write ``last-v1.ckpt`` beside ``last.ckpt``).
+    """
     if ckpt_path:
         return
     used = [p for p in (output_dir / "checkpoints", output_dir / "results") if p.is_dir() and any(p.iterdir())]
