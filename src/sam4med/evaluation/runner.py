@@ -43,6 +43,11 @@ ALL_STRATEGIES = ("S1", *sorted(STRATEGIES))
 log = logging.getLogger("sam4med")
 
 
+# The prompts file is rewritten whole, so writing it after every image would make a run quadratic in its
+# size. A prompt is a pure function of (mask, strategy, seed, object, sampling): one drawn after the last
+# save of a killed run is drawn again, identically, when the run resumes.
+PROMPT_SAVE_SECONDS = 30.0
+
 # Phases scored with the base model's own decoder: their rows depend on the base weights only. (When
 # training resumes from a checkpoint, the trained decoder is already loaded when the zero-shot rows are
 # read back from the log, so the decoder must not be part of their hash.)
@@ -191,6 +196,7 @@ def score_dataset(
     model.eval()
     s1 = EverythingMode(model, everything) if "S1" in strategies else None
     hits, misses, embed_seconds = cache.hits, cache.misses, 0.0
+    saved_at = time.perf_counter()
     bar = tqdm(range(len(dataset)), desc=f"evaluate {phase}", unit="img", disable=not progress)
     for index in bar:
         record = dataset.records[index]
@@ -209,12 +215,15 @@ def score_dataset(
             new_rows += _score_image(
                 model, item, embedding, strategy, phase=phase, prompts=prompts, multimask=multimask, everything=s1
             )
-        prompts.save()
+        if time.perf_counter() - saved_at >= PROMPT_SAVE_SECONDS:
+            prompts.save()
+            saved_at = time.perf_counter()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a") as handle:
                 handle.write(_log_lines([(settings, r) for r in new_rows]))
         results += new_rows
+    prompts.save()
     reused, computed = cache.hits - hits, cache.misses - misses
     log.info(
         "%s: image embeddings: %d reused from the cache, %d computed (%.1f s getting them)",
