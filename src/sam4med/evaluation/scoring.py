@@ -8,7 +8,7 @@ import numpy as np
 
 from sam4med.data.dataset import ObjectRef
 from sam4med.evaluation.results import ObjectResult
-from sam4med.metrics import dice, hausdorff, iou
+from sam4med.metrics import dice, hausdorff_pair, iou
 
 
 def distances(
@@ -18,11 +18,10 @@ def distances(
 
     Without spacing, or with a spacing of exactly 1 x 1 mm, the mm values are the pixel values.
     """
-    hd_px = hausdorff(pred, gt)
-    hd95_px = hausdorff(pred, gt, percentile=95)
+    hd_px, hd95_px = hausdorff_pair(pred, gt)  # one computation of the boundary distances gives both
     if spacing is None or tuple(spacing) == (1.0, 1.0):
         return hd_px, hd95_px, hd_px, hd95_px
-    return hausdorff(pred, gt, spacing=spacing), hausdorff(pred, gt, percentile=95, spacing=spacing), hd_px, hd95_px
+    return (*hausdorff_pair(pred, gt, spacing=spacing), hd_px, hd95_px)
 
 
 def score_objects(
