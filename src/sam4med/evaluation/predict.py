@@ -1,4 +1,4 @@
-"""Decode prompts for all objects of one image in one batched call and pick one mask per object."""
+"""Decode the prompts of all objects of one image (in calls sized for the device) and pick one mask per object."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sam4med.evaluation.decoding import decode_in_calls
 from sam4med.models.multimask import Multimask, choose
 from sam4med.models.sam_model import SamModel
 from sam4med.prompts.prompt import Prompt
@@ -53,6 +54,7 @@ def predict(
     *,
     multimask: Multimask,
     gt_masks: np.ndarray | None = None,
+    per_call: int | None = None,
 ) -> Prediction:
     """Masks for ``prompts`` (all of one strategy) on the image whose embedding is given.
 
@@ -63,10 +65,18 @@ def predict(
         original_size: (H, W) of the image.
         multimask: which decoder output is chosen (see :class:`~sam4med.models.multimask.Multimask`).
         gt_masks: N x H x W ground truth, needed for ``oracle``.
+        per_call: prompts per decoder call; None: sized for the device and embedding
+            (:func:`~sam4med.evaluation.decoding.prompts_per_call`).
     """
     coords, labels, boxes = prompts_to_tensors(prompts, model, original_size)
-    out = model.decode(
-        embedding, point_coords=coords, point_labels=labels, boxes=boxes, multimask_output=multimask.multimask_output
+    out = decode_in_calls(
+        model,
+        embedding,
+        point_coords=coords,
+        point_labels=labels,
+        boxes=boxes,
+        multimask_output=multimask.multimask_output,
+        per_call=per_call,
     )
     logits = model.preprocessing.logits_to_original(out.low_res_logits, original_size)
     masks = (logits > 0).cpu().numpy()  # N x M x H x W

@@ -1,7 +1,7 @@
 """Scoring a dataset under the strategies S1–S6 (zero-shot, or with a fine-tuned decoder).
 
 Each image is encoded once (through the embedding cache) and its embedding reused by every strategy;
-all objects of an image under one of S2–S6 are decoded in one batched call, and S1 runs SAM's
+all objects of an image under one of S2–S6 are decoded in batched calls sized for the device, and S1 runs SAM's
 automatic mask generator on the same embedding (see :mod:`sam4med.evaluation.everything`). Rows are
 appended to a JSON-lines log as each image finishes, so an interrupted run keeps what it has and a
 re-run with the same log skips the images already scored.
@@ -128,6 +128,7 @@ def _score_image(
     prompts: PromptStore,
     multimask: Multimask,
     everything: EverythingMode | None,
+    per_call: int | None,
 ) -> list[ObjectResult]:
     size = item.image.shape[:2]
     if strategy == "S1":
@@ -137,7 +138,7 @@ def _score_image(
         masks, scores, candidates = matched.masks, matched.scores, len(generated.masks)
     else:
         batch = [prompts.get(m, strategy, o.key) for o, m in zip(item.objects, item.masks, strict=True)]
-        pred = predict(model, embedding, batch, size, multimask=multimask, gt_masks=item.masks)
+        pred = predict(model, embedding, batch, size, multimask=multimask, gt_masks=item.masks, per_call=per_call)
         masks, scores, candidates = pred.masks, pred.scores, 3 if multimask.multimask_output else 1
     return score_objects(
         phase=phase,
@@ -167,6 +168,7 @@ def score_dataset(
     prompts: PromptStore,
     multimask: Multimask,
     everything: EverythingSettings,
+    prompts_per_call: int | None = None,
     log_path: str | Path | None = None,
     progress: bool = True,
 ) -> list[ObjectResult]:
@@ -183,6 +185,8 @@ def score_dataset(
         multimask: mask selection for S2–S6, see :class:`~sam4med.models.multimask.Multimask` (S1
             always uses all three multimask outputs of every grid point, as SAM's generator does).
         everything: S1 generator settings (grid, filters).
+        prompts_per_call: prompts (S2–S6) or grid points (S1) per decoder call; None: sized for the
+            device (:func:`~sam4med.evaluation.decoding.prompts_per_call`). Masks do not depend on it.
         log_path: JSON-lines file of finished rows (resumable); None keeps rows in memory only.
         progress: show a progress bar over images.
     """
@@ -194,7 +198,7 @@ def score_dataset(
         write_text(path, _log_lines(logged))
     done = {(r.image_id, r.strategy) for r in results}
     model.eval()
-    s1 = EverythingMode(model, everything) if "S1" in strategies else None
+    s1 = EverythingMode(model, everything, per_call=prompts_per_call) if "S1" in strategies else None
     hits, misses, embed_seconds = cache.hits, cache.misses, 0.0
     saved_at = time.perf_counter()
     bar = tqdm(range(len(dataset)), desc=f"evaluate {phase}", unit="img", disable=not progress)
@@ -213,7 +217,15 @@ def score_dataset(
         for strategy in todo:
             bar.set_postfix_str(strategy)
             new_rows += _score_image(
-                model, item, embedding, strategy, phase=phase, prompts=prompts, multimask=multimask, everything=s1
+                model,
+                item,
+                embedding,
+                strategy,
+                phase=phase,
+                prompts=prompts,
+                multimask=multimask,
+                everything=s1,
+                per_call=prompts_per_call,
             )
         if time.perf_counter() - saved_at >= PROMPT_SAVE_SECONDS:
             prompts.save()

@@ -35,16 +35,25 @@ class EvaluationSettings:
         multimask: mask selection for S2–S6.
         everything: S1 generator settings (``EverythingSettings()`` are SAM's defaults).
         split: the dataset split scored (``test`` ...).
+        prompts_per_call: prompts per decoder call; None: sized for the device
+            (:func:`~sam4med.evaluation.decoding.prompts_per_call`). Masks do not depend on it.
     """
 
     strategies: tuple[str, ...]
     multimask: Multimask
     everything: EverythingSettings
     split: str = "test"
+    prompts_per_call: int | None = None
 
     @classmethod
     def build(
-        cls, *, strategies: Sequence[str], multimask: Multimask | str, everything: EverythingSettings, split: str
+        cls,
+        *,
+        strategies: Sequence[str],
+        multimask: Multimask | str,
+        everything: EverythingSettings,
+        split: str,
+        prompts_per_call: int | None = None,
     ) -> EvaluationSettings:
         """Settings from config values, checked: no, unknown or repeated strategies and unknown mask selections
         are refused.
@@ -56,7 +65,12 @@ class EvaluationSettings:
             raise ConfigError(f"unknown strategies {unknown}; available: {', '.join(ALL_STRATEGIES)}")
         if len(set(strategies)) != len(strategies):
             raise ConfigError(f"strategies {list(strategies)} name a strategy twice")
-        return cls(tuple(strategies), Multimask.parse(multimask), everything, split)
+        if prompts_per_call is not None and int(prompts_per_call) < 1:
+            raise ConfigError(
+                f"prompts_per_call must be at least 1 (null: sized for the device), got {prompts_per_call}"
+            )
+        per_call = None if prompts_per_call is None else int(prompts_per_call)
+        return cls(tuple(strategies), Multimask.parse(multimask), everything, split, per_call)
 
 
 class EvaluationSession:
@@ -102,6 +116,7 @@ class EvaluationSession:
             prompts=self.prompts,
             multimask=self.settings.multimask,
             everything=self.settings.everything,
+            prompts_per_call=self.settings.prompts_per_call,
             log_path=self.results_dir / log_name if log_name else None,
             progress=progress,
         )

@@ -1,0 +1,74 @@
+"""Decoding in calls sized for the device gives the masks of one call for all prompts."""
+
+import numpy as np
+import pytest
+import torch
+
+from sam4med.data.dataset import CosmosDataset
+from sam4med.errors import ConfigError
+from sam4med.evaluation.decoding import decode_in_calls, prompts_per_call
+from sam4med.evaluation.everything import EverythingSettings
+from sam4med.evaluation.predict import predict, prompts_to_tensors
+from sam4med.evaluation.session import EvaluationSettings
+from sam4med.models.multimask import Multimask
+from sam4med.prompts.generate import make_prompt
+
+
+def test_call_size_follows_the_device_budget():
+    sam_embedding = torch.zeros(256, 64, 64)
+    assert prompts_per_call("cpu", sam_embedding) == 4
+    assert prompts_per_call("cuda", sam_embedding) == 64
+    assert prompts_per_call("cpu", torch.zeros(32, 8, 8)) == 2048  # small embeddings: one call for an image
+    assert prompts_per_call("cpu", sam_embedding, 7) == 7
+    with pytest.raises(ValueError, match="at least 1"):
+        prompts_per_call("cpu", sam_embedding, 0)
+
+
+@pytest.mark.parametrize("strategy", ["S2", "S4", "S6"])
+def test_chunked_decoding_equals_one_call(tiny_model, synthetic_root, strategy):
+    dataset = CosmosDataset(synthetic_root)
+    item = max((dataset[i] for i in range(3)), key=lambda it: len(it.objects))
+    assert len(item.objects) >= 3
+    prompts = [
+        make_prompt(m, strategy, seed=0, object_key=o.key) for o, m in zip(item.objects, item.masks, strict=True)
+    ]
+    size = item.image.shape[:2]
+    embedding = tiny_model.embed_image(item.image)
+    coords, labels, boxes = prompts_to_tensors(prompts, tiny_model, size)
+    with torch.no_grad():
+        whole = tiny_model.decode(
+            embedding, point_coords=coords, point_labels=labels, boxes=boxes, multimask_output=True
+        )
+        for per_call in (1, 2):
+            parts = decode_in_calls(
+                tiny_model,
+                embedding,
+                point_coords=coords,
+                point_labels=labels,
+                boxes=boxes,
+                multimask_output=True,
+                per_call=per_call,
+            )
+            torch.testing.assert_close(parts.low_res_logits, whole.low_res_logits, atol=1e-5, rtol=0)
+            torch.testing.assert_close(parts.iou_predictions, whole.iou_predictions, atol=1e-6, rtol=0)
+    reference = predict(
+        tiny_model, embedding, prompts, size, multimask=Multimask.ORACLE, gt_masks=item.masks, per_call=len(prompts)
+    )
+    for per_call in (1, 2, None):
+        got = predict(
+            tiny_model, embedding, prompts, size, multimask=Multimask.ORACLE, gt_masks=item.masks, per_call=per_call
+        )
+        np.testing.assert_array_equal(got.masks, reference.masks)
+        np.testing.assert_array_equal(got.choice, reference.choice)
+        np.testing.assert_allclose(got.scores, reference.scores, atol=1e-6)
+
+
+def test_settings_refuse_a_call_size_below_one():
+    with pytest.raises(ConfigError, match="prompts_per_call"):
+        EvaluationSettings.build(
+            strategies=["S2"], multimask="single", everything=EverythingSettings(), split="test", prompts_per_call=0
+        )
+    built = EvaluationSettings.build(
+        strategies=["S2"], multimask="single", everything=EverythingSettings(), split="test", prompts_per_call="8"
+    )
+    assert built.prompts_per_call == 8
