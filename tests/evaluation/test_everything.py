@@ -17,6 +17,7 @@ from sam4med.evaluation.everything import (
     dice_matrix,
     match_masks,
 )
+from sam4med.evaluation.sam_generator import SamGenerator
 from sam4med.metrics import dice
 from sam4med.models.builders import build_tiny
 from tests.helpers import compose_config
@@ -70,12 +71,19 @@ def test_s1_masks_and_matches_equal_the_automatic_mask_generator(diverse_model, 
     assert compared > 5
 
 
-def test_s1_never_runs_the_image_encoder(diverse_model, synthetic_root):
+def test_s1_never_runs_the_image_encoder(diverse_model, synthetic_root, monkeypatch):
     item = CosmosDataset(synthetic_root)[0]
-    mode = EverythingMode(diverse_model, SMALL)
-    assert not any(p is diverse_model.image_encoder for p in mode._generator.predictor.model.children())
+    embedding = diverse_model.embed_image(item.image)
+    reference = SamGenerator(diverse_model, SMALL)
+    assert not any(p is diverse_model.image_encoder for p in reference.generator.predictor.model.children())
     with pytest.raises(RuntimeError, match="cached embeddings"):
-        mode._generator.predictor.model.image_encoder(item.image)
+        reference.generator.predictor.model.image_encoder(item.image)
+
+    def refuse(*args):
+        raise AssertionError("the image encoder ran")
+
+    monkeypatch.setattr(diverse_model.image_encoder, "forward", refuse)
+    assert len(EverythingMode(diverse_model, SMALL)(embedding, item.image.shape[:2]).masks) > 1
 
 
 def test_default_settings_are_sams_and_the_config_uses_them(tmp_path):
@@ -120,8 +128,8 @@ def test_dice_matrix_equals_the_metric_and_ties_take_the_first():
     assert matched.index[2] == 3  # an empty ground truth best matches the empty mask (Dice 1)
 
 
-def test_everything_mode_refuses_crops(diverse_model):
-    mode = EverythingMode(diverse_model, SMALL)
-    mode._predictor.pending = (diverse_model.embed_image(np.zeros((40, 40, 3), np.uint8)), (40, 40), (64, 64))
+def test_the_reference_generator_refuses_crops(diverse_model):
+    reference = SamGenerator(diverse_model, SMALL)
+    reference.predictor.pending = (diverse_model.embed_image(np.zeros((40, 40, 3), np.uint8)), (40, 40), (64, 64))
     with pytest.raises(ValueError, match="whole image"):
-        mode._predictor.set_image(np.zeros((20, 40, 3), np.uint8))
+        reference.predictor.set_image(np.zeros((20, 40, 3), np.uint8))
