@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from sam4med.compute import Compute
 from sam4med.data.dataset import CosmosDataset
 from sam4med.errors import ConfigError
 from sam4med.evaluation.decoding import decode_in_calls, prompts_per_call
@@ -63,12 +64,20 @@ def test_chunked_decoding_equals_one_call(tiny_model, synthetic_root, strategy):
         np.testing.assert_allclose(got.scores, reference.scores, atol=1e-6)
 
 
-def test_settings_refuse_a_call_size_below_one():
+def test_compute_refuses_a_call_size_below_one_and_reaches_the_settings():
     with pytest.raises(ConfigError, match="prompts_per_call"):
-        EvaluationSettings.build(
-            strategies=["S2"], multimask="single", everything=EverythingSettings(), split="test", prompts_per_call=0
-        )
+        Compute(prompts_per_call=0)
     built = EvaluationSettings.build(
-        strategies=["S2"], multimask="single", everything=EverythingSettings(), split="test", prompts_per_call="8"
+        strategies=["S2"],
+        multimask="single",
+        everything=EverythingSettings(),
+        split="test",
+        compute=Compute(prompts_per_call=8),
     )
-    assert built.prompts_per_call == 8
+    assert built.compute.prompts_per_call == 8
+    assert (
+        EvaluationSettings.build(
+            strategies=["S2"], multimask="single", everything=EverythingSettings(), split="test"
+        ).compute
+        == Compute()
+    )

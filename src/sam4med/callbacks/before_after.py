@@ -16,6 +16,7 @@ import torch.distributed as dist
 from pytorch_lightning.callbacks import Callback
 
 from sam4med.callbacks.publish import publish_figure, publish_table
+from sam4med.compute import Compute
 from sam4med.data.datamodule import CosmosDataModule
 from sam4med.data.dataset import CosmosDataset
 from sam4med.evaluation.everything import EverythingSettings
@@ -50,6 +51,7 @@ class BeforeAfterEvaluation(Callback):
         sampling: prompt point sampling, ``random`` or ``strided``.
         overlays: number of objects drawn as prediction overlays (first images of the split).
         everything: S1 settings (grid size, filters; ``EverythingSettings()`` are SAM's defaults).
+        compute: where the evaluation runs (``auto``: the trainer's device), decoder call size, bf16.
     """
 
     def __init__(
@@ -63,10 +65,11 @@ class BeforeAfterEvaluation(Callback):
         sampling: str = "random",
         overlays: int = 4,
         everything: EverythingSettings,
+        compute: Compute | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.settings = EvaluationSettings.build(
-            strategies=strategies, multimask=multimask, everything=everything, split=split
+            strategies=strategies, multimask=multimask, everything=everything, split=split, compute=compute
         )
         self.seed, self.sampling, self.overlays = seed, check_sampling(sampling), overlays
         self.results: list[ObjectResult] = []
@@ -91,7 +94,8 @@ class BeforeAfterEvaluation(Callback):
         session = self._session(datamodule, rank)
         full = datamodule.dataset(self.settings.split)
         ids = [r.image_id for r in full.records]
-        was_training = module.training
+        was_training, home = module.training, module.device
+        self.settings.compute.place(module.model, follow=home)  # a no-op with device=auto
         rows = session.score(
             module.model,
             full.subset(ids[rank::world]),
@@ -99,6 +103,7 @@ class BeforeAfterEvaluation(Callback):
             log_name=LOG_NAME if world == 1 else f"evaluation_log.rank{rank}.jsonl",
             progress=rank == 0,
         )
+        module.model.to(home)
         module.train(was_training)
         if world > 1:
             gathered: list[tuple[list[ObjectResult], dict]] = [([], {}) for _ in range(world)]

@@ -58,6 +58,6 @@ def decode_in_calls(
             boxes=boxes[part] if boxes is not None else None,
             multimask_output=multimask_output,
         )
-        logits.append(out.low_res_logits)
-        ious.append(out.iou_predictions)
+        logits.append(out.low_res_logits.float())  # float32 also under bf16 autocast
+        ious.append(out.iou_predictions.float())
     return DecoderOutput(low_res_logits=torch.cat(logits), iou_predictions=torch.cat(ious))

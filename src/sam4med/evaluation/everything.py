@@ -123,13 +123,14 @@ class EverythingMode:
         model = self.model
         labels = torch.ones(len(points), dtype=torch.int, device=points.device)
         sparse, dense = model.prompt_encoder(points=(points[:, None, :], labels[:, None]), boxes=None, masks=None)
-        return model.mask_decoder(
+        logits, iou = model.mask_decoder(
             image_embeddings=embedding,
             image_pe=model.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=True,
         )
+        return logits.float(), iou.float()  # float32 also under bf16 autocast
 
     def _survivors(self, logits: torch.Tensor, iou: torch.Tensor, size: tuple[int, int]) -> dict[str, torch.Tensor]:
         """Filter the n x 3 decoder outputs of one call: masks (k x H x W bool), iou, stability, boxes (XYXY)."""

@@ -169,6 +169,7 @@ def score_dataset(
     multimask: Multimask,
     everything: EverythingSettings,
     prompts_per_call: int | None = None,
+    bf16: bool = False,
     log_path: str | Path | None = None,
     progress: bool = True,
 ) -> list[ObjectResult]:
@@ -187,6 +188,7 @@ def score_dataset(
         everything: S1 generator settings (grid, filters).
         prompts_per_call: prompts (S2–S6) or grid points (S1) per decoder call; None: sized for the
             device (:func:`~sam4med.evaluation.decoding.prompts_per_call`). Masks do not depend on it.
+        bf16: decode under bfloat16 autocast (a GPU option; the image encoder is not autocast).
         log_path: JSON-lines file of finished rows (resumable); None keeps rows in memory only.
         progress: show a progress bar over images.
     """
@@ -216,17 +218,18 @@ def score_dataset(
         new_rows = []
         for strategy in todo:
             bar.set_postfix_str(strategy)
-            new_rows += _score_image(
-                model,
-                item,
-                embedding,
-                strategy,
-                phase=phase,
-                prompts=prompts,
-                multimask=multimask,
-                everything=s1,
-                per_call=prompts_per_call,
-            )
+            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+                new_rows += _score_image(
+                    model,
+                    item,
+                    embedding,
+                    strategy,
+                    phase=phase,
+                    prompts=prompts,
+                    multimask=multimask,
+                    everything=s1,
+                    per_call=prompts_per_call,
+                )
         if time.perf_counter() - saved_at >= PROMPT_SAVE_SECONDS:
             prompts.save()
             saved_at = time.perf_counter()

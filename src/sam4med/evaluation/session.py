@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sam4med.compute import Compute
 from sam4med.data.dataset import CosmosDataset
 from sam4med.embeddings import EmbeddingCache
 from sam4med.errors import ConfigError, DataError
@@ -35,15 +36,15 @@ class EvaluationSettings:
         multimask: mask selection for S2–S6.
         everything: S1 generator settings (``EverythingSettings()`` are SAM's defaults).
         split: the dataset split scored (``test`` ...).
-        prompts_per_call: prompts per decoder call; None: sized for the device
-            (:func:`~sam4med.evaluation.decoding.prompts_per_call`). Masks do not depend on it.
+        compute: decoder call size and bf16 autocast (:class:`~sam4med.compute.Compute`; the device is
+            the model's).
     """
 
     strategies: tuple[str, ...]
     multimask: Multimask
     everything: EverythingSettings
     split: str = "test"
-    prompts_per_call: int | None = None
+    compute: Compute = Compute()
 
     @classmethod
     def build(
@@ -53,7 +54,7 @@ class EvaluationSettings:
         multimask: Multimask | str,
         everything: EverythingSettings,
         split: str,
-        prompts_per_call: int | None = None,
+        compute: Compute | None = None,
     ) -> EvaluationSettings:
         """Settings from config values, checked: no, unknown or repeated strategies and unknown mask selections
         are refused.
@@ -65,12 +66,7 @@ class EvaluationSettings:
             raise ConfigError(f"unknown strategies {unknown}; available: {', '.join(ALL_STRATEGIES)}")
         if len(set(strategies)) != len(strategies):
             raise ConfigError(f"strategies {list(strategies)} name a strategy twice")
-        if prompts_per_call is not None and int(prompts_per_call) < 1:
-            raise ConfigError(
-                f"prompts_per_call must be at least 1 (null: sized for the device), got {prompts_per_call}"
-            )
-        per_call = None if prompts_per_call is None else int(prompts_per_call)
-        return cls(tuple(strategies), Multimask.parse(multimask), everything, split, per_call)
+        return cls(tuple(strategies), Multimask.parse(multimask), everything, split, compute or Compute())
 
 
 class EvaluationSession:
@@ -116,7 +112,8 @@ class EvaluationSession:
             prompts=self.prompts,
             multimask=self.settings.multimask,
             everything=self.settings.everything,
-            prompts_per_call=self.settings.prompts_per_call,
+            prompts_per_call=self.settings.compute.prompts_per_call,
+            bf16=self.settings.compute.bf16,
             log_path=self.results_dir / log_name if log_name else None,
             progress=progress,
         )

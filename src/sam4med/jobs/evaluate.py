@@ -28,8 +28,13 @@ def evaluate_model(cfg: DictConfig) -> Path:
     """
     check_required(cfg)
     started = time.perf_counter()
+    compute = instantiate(cfg.compute)
     settings = EvaluationSettings.build(
-        strategies=cfg.strategies, multimask=cfg.multimask, everything=instantiate(cfg.everything), split=cfg.split
+        strategies=cfg.strategies,
+        multimask=cfg.multimask,
+        everything=instantiate(cfg.everything),
+        split=cfg.split,
+        compute=compute,
     )
     sampling = check_sampling(cfg.prompts.sampling)
     if cfg.prompts.file and not Path(cfg.prompts.file).is_file():
@@ -53,6 +58,8 @@ def evaluate_model(cfg: DictConfig) -> Path:
     if finetuned is not None:
         finetuned.load_into(model)
         phase = "finetuned"
+    compute.place(model)  # the model, hence the embeddings and prompts, on compute.device
+    log.info("evaluating on %s", model.device)
     prompts_file = results_dir / "prompts.json"
     # score on exactly the prompts of an earlier run (prompts.file=PATH) or resume this run's own
     if cfg.prompts.file:
