@@ -1,9 +1,9 @@
 """Wall time of an evaluation without and with the embedding cache, measured in one process.
 
-    python benchmarks/embedding_cache.py [--images 4] [hydra overrides of conf/evaluate.yaml ...]
-    python benchmarks/embedding_cache.py --images 8 strategies=[S2,S3,S4,S5,S6]
-    python benchmarks/embedding_cache.py model=tiny dataset=synthetic
-    python benchmarks/embedding_cache.py --random-sam vit_b 'strategies=[S2,S3,S4,S5,S6]'
+    python -m benchmarks.embedding_cache [--images 4] [hydra overrides of conf/evaluate.yaml ...]
+    python -m benchmarks.embedding_cache --images 8 strategies=[S2,S3,S4,S5,S6]
+    python -m benchmarks.embedding_cache model=tiny dataset=synthetic
+    python -m benchmarks.embedding_cache --random-sam vit_b 'strategies=[S2,S3,S4,S5,S6]'
 
 Runs the evaluation runner on the first ``--images`` images of the configured split twice: first into
 an empty cache folder (every image is encoded), then again with that folder (every embedding is read

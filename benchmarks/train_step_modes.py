@@ -1,6 +1,6 @@
 """Training-step speed of the two input modes, measured in one run.
 
-    python benchmarks/train_step_modes.py [--model litemedsam|tiny] [--steps 10]
+    python -m benchmarks.train_step_modes [--model litemedsam|vit_b|vit_b_random|tiny] [--steps 10]
 
 ``cached``: the step reads stored image embeddings and runs prompt encoder + mask decoder.
 ``online``: the step runs the frozen image encoder (no grad) first, as augmentation needs.
@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from benchmarks.common import MODELS, build_model, report
 from sam4med.data.dataset import CosmosDataset
 from sam4med.data.format import read_manifest
 from sam4med.data.samples import DecoderSamples, collate
 from sam4med.embeddings import EmbeddingCache
-from sam4med.models.builders import build_litemedsam, build_tiny
 from sam4med.prepare.colin27 import Colin27AAL
 from sam4med.training.module import DecoderFineTuner
 
@@ -41,11 +41,11 @@ def steps_per_second(module: DecoderFineTuner, loader: DataLoader, steps: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="litemedsam", choices=["litemedsam", "tiny"])
+    parser.add_argument("--model", default="litemedsam", choices=MODELS)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = build_litemedsam() if args.model == "litemedsam" else build_tiny()
+    model = build_model(args.model)
     module = DecoderFineTuner(model, optimizer=lambda params: torch.optim.AdamW(params, lr=1e-4))
     with tempfile.TemporaryDirectory() as tmp:
         root = Colin27AAL()(Path(tmp) / "colin27")
@@ -61,6 +61,9 @@ def main() -> None:
     for mode, rate in rates.items():
         print(f"{mode:>7}: {rate:.3f} steps/s")
     print(f"cached/online speed ratio: {rates['cached'] / rates['online']:.1f}x")
+    row = {"model": args.model, "cached_steps_s": rates["cached"], "online_steps_s": rates["online"]}
+    row["cached/online"] = rates["cached"] / rates["online"]
+    report(f"train_step_modes_{args.model}", [row], list(row), {"steps": args.steps, "batch": 2})
 
 
 if __name__ == "__main__":
