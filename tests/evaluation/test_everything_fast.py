@@ -61,3 +61,20 @@ def test_stability_filter_drops_masks(diverse_model, synthetic_root):
     kept = EverythingMode(diverse_model, replace(CASES["stability filter"], stability_score_thresh=0.0))
     filtered = EverythingMode(diverse_model, CASES["stability filter"])
     assert len(filtered(embedding, image.shape[:2]).masks) < len(kept(embedding, image.shape[:2]).masks)
+
+
+@pytest.mark.slow
+def test_fast_mode_equals_sams_generator_with_litemedsam(colin27_root):
+    from sam4med.models.builders import build_litemedsam
+
+    model = build_litemedsam()
+    dataset = CosmosDataset(colin27_root)
+    settings = EverythingSettings(points_per_side=8)  # SAM's filters and NMS, a small grid
+    found = 0
+    for index in (len(dataset) // 2, len(dataset) // 3):
+        image = dataset[index].image
+        embedding = model.embed_image(image)
+        reference = SamGenerator(model, settings)(embedding, image.shape[:2])
+        assert_same(EverythingMode(model, settings)(embedding, image.shape[:2]), reference, exact=False)
+        found += len(reference.masks)
+    assert found >= 2
