@@ -6,7 +6,7 @@ from pathlib import Path
 import sam4med
 
 PACKAGE = Path(sam4med.__file__).parent
-SHARED = {"files", "errors", "cli", "embeddings"}
+SHARED = {"files", "errors", "cli", "embeddings", "compute"}
 
 # Package (or top-level module) -> the sam4med packages it may import, besides itself.
 ALLOWED = {
@@ -14,6 +14,7 @@ ALLOWED = {
     "errors": set(),
     "files": {"errors"},
     "cli": {"errors"},
+    "compute": {"errors"},
     "embeddings": {"files", "errors", "models", "cli"},  # cli: the ``verify`` command's one-line errors
     "prompts": {"files", "errors"},
     "models": {"metrics", "files", "errors"},
