@@ -50,7 +50,7 @@ def main() -> None:
         caches = {p: EmbeddingCache(Path(tmp) / p, dtype=p) for p in PRECISIONS}
         images = [dataset[i].image for i in range(len(dataset))]
         keys = {p: [cache.get_with_key(model, image)[0] for image in images] for p, cache in caches.items()}
-        files = {p: list((Path(tmp) / p).rglob("*.pt")) for p in PRECISIONS}
+        sizes = {p: [f.stat().st_size for f in (Path(tmp) / p).rglob("*.pt")] for p in PRECISIONS}
         seconds = interleaved({p: lambda p=p: [caches[p].load(k) for k in keys[p]] for p in PRECISIONS}, args.repeats)
         dice = {}
         for p, cache in caches.items():
@@ -64,10 +64,9 @@ def main() -> None:
     rows = [
         {
             "precision": p,
-            "bytes_per_image": sum(f.stat().st_size for f in files[p]) / len(files[p]),
+            "bytes_per_image": sum(sizes[p]) / len(sizes[p]),
             "load_ms_per_image": 1000 * seconds[p] / len(images),
-            "bytes_vs_float32": sum(f.stat().st_size for f in files[p])
-            / sum(f.stat().st_size for f in files["float32"]),
+            "bytes_vs_float32": sum(sizes[p]) / sum(sizes["float32"]),
             "load_vs_float32": seconds[p] / seconds["float32"],
         }
         for p in PRECISIONS

@@ -4,12 +4,13 @@
 
 For each grid size and image both generators run on the same cached embedding with SAM's default
 filters (interleaved, medians). Reports seconds per image of each, their ratio, whether the generated
-masks and the Eq. 1 matched masks are identical, and the largest predicted-IoU difference. SAM's
-generator decodes ``points_per_batch`` = 64 points per call (its default); ours uses the device's call
-size (4 on a CPU for 256 x 64 x 64 embeddings). ``vit_b`` is SAM ViT-B's architecture (1024 input) with
-LiteMedSAM's decoder weights on LiteMedSAM's embedding, so that masks pass SAM's filters as with
-trained weights (a random decoder's masks all fail the predicted-IoU filter, which would flatter ours).
-``--sam-batch`` also times SAM's generator at another ``points_per_batch``.
+masks and the Eq. 1 matched masks are identical, and the largest predicted-IoU difference. Both decode
+``points_per_batch`` = 64 points per call (SAM's default).
+
+``vit_b`` is SAM ViT-B's architecture (1024 input) with LiteMedSAM's decoder weights on LiteMedSAM's
+embedding, so that masks pass SAM's filters as with trained weights (a random decoder's masks all fail
+the predicted-IoU filter, which would flatter ours). ``--sam-batch`` also times SAM's generator at
+another ``points_per_batch``; ``--pred-iou-thresh`` and ``--stability-thresh`` relax SAM's filters.
 """
 
 import argparse
@@ -20,7 +21,6 @@ import numpy as np
 import torch
 
 from benchmarks.common import MODELS, build_model, colin27_items, interleaved, report
-from sam4med.evaluation.decoding import prompts_per_call
 from sam4med.evaluation.everything import EverythingMode, EverythingSettings, match_masks
 from sam4med.evaluation.sam_generator import SamGenerator
 
@@ -31,13 +31,17 @@ def main() -> None:
     parser.add_argument("--grids", type=int, nargs="+", default=[16, 32])
     parser.add_argument("--images", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--pred-iou-thresh", type=float, default=0.88, help="SAM's default: 0.88")
+    parser.add_argument("--stability-thresh", type=float, default=0.95, help="SAM's default: 0.95")
     parser.add_argument("--sam-batch", type=int, help="also time SAM's generator at this points_per_batch")
     args = parser.parse_args()
     model = build_model(args.model)
     items = colin27_items(args.images, first=24)
     rows = []
     for grid in args.grids:
-        settings = EverythingSettings(points_per_side=grid)
+        settings = EverythingSettings(
+            points_per_side=grid, pred_iou_thresh=args.pred_iou_thresh, stability_score_thresh=args.stability_thresh
+        )
         for item in items:
             embedding = model.embed_image(item.image) if args.model != "vit_b" else _lite_embedding(item.image)
             size = item.image.shape[:2]
@@ -74,8 +78,7 @@ def main() -> None:
     columns = ["model", "grid", "image", "masks", "ours_s", "sam_s", "speedup", "masks_identical", "matched_identical"]
     if args.sam_batch:
         columns += [f"sam_batch{args.sam_batch}_s", f"speedup_vs_batch{args.sam_batch}"]
-    probe = _lite_embedding(items[0].image) if args.model == "vit_b" else model.embed_image(items[0].image)
-    extra = {"ours_points_per_call": prompts_per_call(model.device, probe), "repeats": args.repeats}
+    extra = {"points_per_call": EverythingSettings().points_per_batch, "repeats": args.repeats}
     report(f"everything_mode_{args.model}", rows, columns, extra)
 
 

@@ -69,12 +69,13 @@ def test_fast_mode_equals_sams_generator_with_litemedsam(colin27_root):
 
     model = build_litemedsam()
     dataset = CosmosDataset(colin27_root)
-    settings = EverythingSettings(points_per_side=8)  # SAM's filters and NMS, a small grid
+    # no filters: at SAM's thresholds no LiteMedSAM mask of a Colin27 slice survives, which would compare nothing
+    settings = EverythingSettings(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0)
     found = 0
-    for index in (len(dataset) // 2, len(dataset) // 3):
+    for index in (len(dataset) // 2,):
         image = dataset[index].image
         embedding = model.embed_image(image)
         reference = SamGenerator(model, settings)(embedding, image.shape[:2])
-        assert_same(EverythingMode(model, settings)(embedding, image.shape[:2]), reference, exact=False)
+        assert_same(EverythingMode(model, settings)(embedding, image.shape[:2]), reference, exact=True)
         found += len(reference.masks)
     assert found >= 2

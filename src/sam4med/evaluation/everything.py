@@ -13,8 +13,8 @@ RLE-encodes the rest, runs box NMS, and decodes the RLEs back into masks. Here:
   :meth:`~sam4med.models.preprocessing.Preprocessing.logits_to_original`);
 - masks are kept as arrays (the RLE round trip is lossless, so it is skipped), and NMS is
   torchvision's ``batched_nms`` with the generator's arguments;
-- the decoder runs in calls sized for the device (:mod:`sam4med.evaluation.decoding`), called with
-  the generator's inputs (float64 point coordinates, labels 1).
+- the decoder is called as the generator calls it: ``points_per_batch`` points per call (unless
+  ``compute.prompts_per_call`` is set), float64 point coordinates, labels 1.
 
 Only the image encoder is not run: the embedding comes from the embedding cache, so backbones whose
 encoder is not SAM's ViT (LiteMedSAM's TinyViT, 256 x 256 input) work too. The reference, SAM's
@@ -44,7 +44,6 @@ from segment_anything.utils.amg import (
 )
 from torchvision.ops.boxes import batched_nms
 
-from sam4med.evaluation.decoding import prompts_per_call
 from sam4med.models.sam_model import SamModel
 
 
@@ -107,9 +106,8 @@ class EverythingMode:
     Args:
         model: the model (only its prompt encoder and mask decoder run).
         settings: generator settings (``EverythingSettings()`` are SAM's defaults).
-        per_call: grid points per decoder call; None: sized for the device and embedding
-            (:func:`~sam4med.evaluation.decoding.prompts_per_call`). ``settings.points_per_batch`` is
-            SAM's batch and does not change the masks.
+        per_call: grid points per decoder call; None: ``settings.points_per_batch``, SAM's batch (so
+            decoder outputs are bit-identical to the generator's). Masks do not depend on it.
     """
 
     def __init__(self, model: SamModel, settings: EverythingSettings, *, per_call: int | None = None) -> None:
@@ -163,7 +161,7 @@ class EverythingMode:
         points = self.grid * np.array(size)[None, ::-1]  # XY in original pixels, as the generator scales
         model_points = torch.as_tensor(self.model.preprocessing.coords_to_model(points, size), device=device)
         image = embedding[None].to(device, torch.float32)
-        per_call = prompts_per_call(device, embedding, self.per_call)
+        per_call = self.per_call or self.settings.points_per_batch
         parts = [
             self._survivors(*self._decode(model_points[i : i + per_call], image), size)
             for i in range(0, len(model_points), per_call)

@@ -187,7 +187,8 @@ def score_dataset(
             always uses all three multimask outputs of every grid point, as SAM's generator does).
         everything: S1 generator settings (grid, filters).
         prompts_per_call: prompts (S2–S6) or grid points (S1) per decoder call; None: sized for the
-            device (:func:`~sam4med.evaluation.decoding.prompts_per_call`). Masks do not depend on it.
+            device (:func:`~sam4med.evaluation.decoding.prompts_per_call`) under S2–S6 and
+            ``everything.points_per_batch`` under S1. Masks do not depend on it.
         bf16: decode under bfloat16 autocast (a GPU option; the image encoder is not autocast).
         log_path: JSON-lines file of finished rows (resumable); None keeps rows in memory only.
         progress: show a progress bar over images.
