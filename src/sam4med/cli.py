@@ -38,13 +38,23 @@ def check_required(cfg: DictConfig) -> None:
         raise ConfigError(f"missing setting {key}: {REQUIRED_HINTS.get(key, 'it has no default')}")
 
 
+class _DropLightningTips(logging.Filter):
+    """Drops Lightning's advertising tips (``💡 Tip: ...``) and keeps every other record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
 def quiet_libraries() -> None:
-    """Silence update checks and library chatter that would bury the framework's own output."""
+    """Silence update checks, advertising and library chatter that would bury the framework's own output.
+
+    Only messages a user cannot act on are dropped, each by its own text; other warnings still show.
+    """
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     for name in ("timm", "torch.distributed"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_DropLightningTips())
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 

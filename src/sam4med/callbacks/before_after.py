@@ -11,19 +11,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytorch_lightning as pl
+import torch
 import torch.distributed as dist
 from pytorch_lightning.callbacks import Callback
 
-from sam4med.callbacks.publish import publish_figure, publish_table
+from sam4med.callbacks.publish import (
+    delta_metrics,
+    log_metrics,
+    phase_metrics,
+    publish_before_after_charts,
+    publish_figure,
+    publish_final_metrics,
+    publish_overlays,
+    publish_table,
+)
 from sam4med.compute import Compute
 from sam4med.data.datamodule import CosmosDataModule
-from sam4med.data.dataset import CosmosDataset
 from sam4med.evaluation.everything import EverythingSettings
-from sam4med.evaluation.figures import overlay, strategy_bars
-from sam4med.evaluation.predict import predict
-from sam4med.evaluation.report import print_comparison
-from sam4med.evaluation.results import ObjectResult, comparison, improvement, overall, to_frame
+from sam4med.evaluation.figures import run_figures, save_figure
+from sam4med.evaluation.overlays import close_overlays, write_overlays
+from sam4med.evaluation.results import ObjectResult, comparison, improvement, to_frame
 from sam4med.evaluation.session import LOG_NAME, EvaluationSession, EvaluationSettings
 from sam4med.models.finetuned import load_finetuned_decoder
 from sam4med.models.multimask import Multimask
@@ -39,8 +48,10 @@ class BeforeAfterEvaluation(Callback):
 
     Writes into ``output_dir`` what ``evaluate.py`` writes (``metrics.csv``, ``summary.json``, the
     tables, ``prompts.json``) for both phases, plus ``comparison.csv``/``.md`` and ``improvement.csv``,
-    a per-strategy bar chart and ``overlays`` prediction figures. Logs the per-strategy means as
-    ``<phase>/<strategy>/<metric>``, the comparison table and the figures to every logger of the trainer.
+    the figures (``figures/``, PNG and SVG) and the prediction overlays (``overlays/``: per target, the
+    typical, good and bad object drawn zero-shot and fine-tuned on the same prompt). Logs the per-strategy
+    means as ``<phase>/<strategy>/<metric>`` and ``delta/<strategy>/dice``, the comparison table, the
+    figures and the overlays to every logger of the trainer.
 
     Args:
         output_dir: results folder.
@@ -49,7 +60,8 @@ class BeforeAfterEvaluation(Callback):
         multimask: mask selection, the same before and after.
         seed: prompt seed.
         sampling: prompt point sampling, ``random`` or ``strided``.
-        overlays: number of objects drawn as prediction overlays (first images of the split).
+        overlays: at most this many targets get an overlay figure (0: none).
+        overlay_strategy: the strategy whose prompts the overlays draw (None: S6, else S4, S5, S3, S2).
         everything: S1 settings (grid size, filters; ``EverythingSettings()`` are SAM's defaults).
         compute: where the evaluation runs (``auto``: the trainer's device), decoder call size, bf16.
     """
@@ -63,7 +75,8 @@ class BeforeAfterEvaluation(Callback):
         multimask: Multimask | str = Multimask.SINGLE,
         seed: int = 0,
         sampling: str = "random",
-        overlays: int = 4,
+        overlays: int = 16,
+        overlay_strategy: str | None = None,
         everything: EverythingSettings,
         compute: Compute | None = None,
     ) -> None:
@@ -71,8 +84,10 @@ class BeforeAfterEvaluation(Callback):
         self.settings = EvaluationSettings.build(
             strategies=strategies, multimask=multimask, everything=everything, split=split, compute=compute
         )
-        self.seed, self.sampling, self.overlays = seed, check_sampling(sampling), overlays
+        self.seed, self.sampling = seed, check_sampling(sampling)
+        self.overlays, self.overlay_strategy = overlays, overlay_strategy
         self.results: list[ObjectResult] = []
+        self.zero_shot_decoder: dict[str, torch.Tensor] | None = None
 
     def _datamodule(self, trainer: pl.Trainer) -> CosmosDataModule:
         datamodule = trainer.datamodule
@@ -101,7 +116,7 @@ class BeforeAfterEvaluation(Callback):
             full.subset(ids[rank::world]),
             phase=phase,
             log_name=LOG_NAME if world == 1 else f"evaluation_log.rank{rank}.jsonl",
-            progress=rank == 0,
+            progress=rank == 0 and trainer.progress_bar_callback is not None,
         )
         module.model.to(home)
         module.train(was_training)
@@ -117,46 +132,44 @@ class BeforeAfterEvaluation(Callback):
         strategy_order = {s: k for k, s in enumerate(self.settings.strategies)}
         rows.sort(key=lambda r: (strategy_order[r.strategy], image_order[r.image_id], r.object_key))
         self.results = [r for r in self.results if r.phase != phase] + rows
-        for row in overall(to_frame(rows)).itertuples(index=False):
-            metrics = {f"{phase}/{row.strategy}/{m}": float(getattr(row, m)) for m in ("dice", "iou", "hd")}
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=trainer.global_step)
+        log_metrics(trainer.loggers, phase_metrics(to_frame(rows), phase), trainer.global_step)
         session.write(self.results, session.describe(module.model, self.results, title="Zero-shot vs fine-tuned"))
 
-    def _figures(self, trainer: pl.Trainer, module: DecoderFineTuner, dataset: CosmosDataset) -> None:
+    def _publish(self, trainer: pl.Trainer, module: DecoderFineTuner) -> None:
+        """Figures, overlays, the comparison and the final metrics: into the results folder and every logger."""
         frame = to_frame(self.results)
-        step = trainer.global_step
+        step, loggers = trainer.global_step, trainer.loggers
         comp = comparison(frame)
-        publish_figure(trainer.loggers, "comparison/dice_per_strategy", strategy_bars(frame), step, self.output_dir)
-        publish_table(trainer.loggers, "comparison/table", comp, step)
-        publish_table(trainer.loggers, "comparison/improved_targets", improvement(comp), step)
-        strategy = next((s for s in self.settings.strategies if s != "S1"), None)
-        if strategy is None or self.overlays <= 0:
-            return
-        prompts = PromptStore(seed=self.seed, sampling=self.sampling, read_from=self.output_dir / "prompts.json")
-        cache = self._datamodule(trainer).cache
-        drawn = 0
-        for index in range(len(dataset)):
-            item = dataset[index]
-            if not item.objects:
-                continue
-            batch = [prompts.get(m, strategy, o.key) for o, m in zip(item.objects, item.masks, strict=True)]
-            embedding = cache.get(module.model, item.image)
-            pred = predict(
-                module.model,
-                embedding,
-                batch,
-                item.image.shape[:2],
+        final = {**phase_metrics(frame, "zero_shot"), **phase_metrics(frame, "finetuned"), **delta_metrics(frame)}
+        log_metrics(loggers, delta_metrics(frame), step)
+        publish_before_after_charts(loggers, frame)
+        publish_table(loggers, "comparison/table", comp, step)
+        publish_table(loggers, "comparison/improved_targets", improvement(comp), step)
+        for name, fig in run_figures(frame, comp).items():
+            publish_figure(loggers, f"figures/{name}", fig, save_figure(fig, self.output_dir / "figures", name), step)
+            plt.close(fig)
+        if self.overlays > 0:
+            overlays = write_overlays(
+                frame,
+                self.output_dir / "overlays",
+                model=module.model,
+                dataset=self._datamodule(trainer).dataset(self.settings.split),
+                decoders={"zero_shot": self.zero_shot_decoder, "finetuned": None},
+                cache=self._datamodule(trainer).cache,
+                prompts=PromptStore(seed=self.seed, sampling=self.sampling, read_from=self.output_dir / "prompts.json"),
                 multimask=self.settings.multimask,
-                gt_masks=item.masks,
+                strategy=self.overlay_strategy,
+                max_targets=self.overlays,
             )
-            for k, obj in enumerate(item.objects[: self.overlays - drawn]):
-                title = f"{obj.target} {obj.image_id} {strategy} finetuned"
-                fig = overlay(item.image, item.masks[k], pred.masks[k], batch[k], title)
-                publish_figure(trainer.loggers, f"overlays/{drawn:02d}", fig, step, self.output_dir / "overlays")
-                drawn += 1
-            if drawn >= self.overlays:
-                return
+            publish_overlays(loggers, overlays, step)
+            close_overlays(overlays)
+        publish_final_metrics(loggers, final, step)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Keep the zero-shot decoder for the overlays (before a resumed checkpoint replaces it)."""
+        if stage == "fit" and isinstance(pl_module, DecoderFineTuner):
+            state = pl_module.model.mask_decoder.state_dict()
+            self.zero_shot_decoder = {k: v.detach().clone() for k, v in state.items()}
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Zero-shot scores before any optimisation step (read back from the log when resuming)."""
@@ -172,7 +185,4 @@ class BeforeAfterEvaluation(Callback):
             load_finetuned_decoder(pl_module.model, best)
         self._run(trainer, pl_module, "finetuned")
         if trainer.global_rank == 0:
-            frame = to_frame(self.results)
-            print_comparison(frame, title=f"{', '.join(self.settings.strategies)} on the {self.settings.split} split")
-            print(improvement(comparison(frame)).to_string(index=False))
-            self._figures(trainer, pl_module, self._datamodule(trainer).dataset(self.settings.split))
+            self._publish(trainer, pl_module)

@@ -1,6 +1,20 @@
-"""Figures of a comparison: per-strategy bar chart and prediction overlays (matplotlib, Agg)."""
+"""The paper's figures, drawn from the long results frame (one row per phase x strategy x object).
+
+Every figure orders phases zero-shot -> fine-tuned and gives each phase one fixed colour
+(:data:`PHASE_COLOURS`), so a figure of an ``evaluate.py`` run and one of a ``train.py`` run read alike.
+
+* :func:`dice_boxes`: Dice distribution per target and strategy (COSMOS Figs. 7-8).
+* :func:`strategy_means`: mean Dice and mean HD per strategy (Fig. 6).
+* :func:`modality_means`: mean Dice per modality under one strategy, S5 by default (Fig. 10).
+* :func:`before_after`: mean Dice per target before and after fine-tuning (Fig. 18).
+* :func:`dice_change`: the Dice change per target, with the comparison's 95 % CI where it has one.
+
+:func:`run_figures` makes all that apply to a frame; :func:`save_figure` writes one as PNG and SVG.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import matplotlib
 
@@ -9,50 +23,278 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from sam4med.evaluation.results import overall  # noqa: E402
-from sam4med.prompts.prompt import Prompt  # noqa: E402
+from sam4med.evaluation.tables import strategy_order  # noqa: E402
+
+PHASE_ORDER = ("zero_shot", "finetuned")
+PHASE_COLOURS = {"zero_shot": "#4c72b0", "finetuned": "#dd8452"}
+PHASE_LABELS = {"zero_shot": "zero-shot", "finetuned": "fine-tuned"}
+OTHER_COLOUR = "#8c8c8c"
+CI_COLUMNS = ("dice_delta_ci_low", "dice_delta_ci_high")
+DPI = 110
 
 
-def strategy_bars(frame: pd.DataFrame, metric: str = "dice") -> Figure:
-    """Mean ``metric`` per strategy, one bar per phase (the paper's Fig. 6 / Fig. 18 style)."""
-    table = overall(frame).pivot(index="strategy", columns="phase", values=metric)
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(table), 3.2))
-    width = 0.8 / max(1, len(table.columns))
-    x = np.arange(len(table))
-    for k, phase in enumerate(table.columns):
-        ax.bar(x + k * width, table[phase].to_numpy(), width, label=phase)
-    ax.set_xticks(x + width * (len(table.columns) - 1) / 2, table.index)
-    ax.set_ylabel(f"mean {metric}")
-    ax.set_ylim(0, 1 if metric in ("dice", "iou") else None)
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    return fig
+def phases(frame: pd.DataFrame) -> list[str]:
+    """The phases of ``frame``: zero-shot, then fine-tuned, then any other, sorted."""
+    present = set(frame["phase"])
+    return [p for p in PHASE_ORDER if p in present] + sorted(present - set(PHASE_ORDER))
 
 
-def overlay(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, prompt: Prompt | None, title: str) -> Figure:
-    """Image with the ground-truth outline (green), the prediction (red) and the prompt drawn on it.
+def colour(phase: str) -> str:
+    """The fixed colour of a phase."""
+    return PHASE_COLOURS.get(phase, OTHER_COLOUR)
 
-    Args:
-        image: H x W x 3 uint8.
-        gt: H x W bool ground truth.
-        pred: H x W bool prediction.
-        prompt: drawn in original pixels (XY); positive points green, negative blue, box yellow.
-        title: figure title.
+
+def label(phase: str) -> str:
+    """How a phase is written in legends and titles."""
+    return PHASE_LABELS.get(phase, phase)
+
+
+def distance(frame: pd.DataFrame) -> tuple[str, str]:
+    """The Hausdorff column to draw and its name with unit: ``("hd", "hd_mm")`` when every row is in mm,
+    else ``("hd_px", "hd_px")`` (pixels, which every row has).
     """
-    fig, ax = plt.subplots(figsize=(4, 4 * image.shape[0] / image.shape[1]))
-    ax.imshow(image)
-    ax.imshow(np.ma.masked_where(~pred, pred), cmap="autumn", alpha=0.45, interpolation="nearest")
-    ax.contour(gt.astype(float), levels=[0.5], colors="lime", linewidths=1)
-    if prompt is not None:
-        pts, labels = prompt.points_array, prompt.labels_array
-        ax.scatter(pts[labels == 1, 0], pts[labels == 1, 1], c="lime", marker="*", s=60, edgecolors="k")
-        ax.scatter(pts[labels == 0, 0], pts[labels == 0, 1], c="deepskyblue", marker="*", s=60, edgecolors="k")
-        if prompt.box is not None:
-            x0, y0, x1, y1 = prompt.box
-            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="yellow", linewidth=1))
-    ax.set_title(title, fontsize=8)
-    ax.axis("off")
-    fig.tight_layout()
+    units = set(frame["hd_unit"]) if "hd_unit" in frame else set()
+    if units == {"mm"}:
+        return "hd", "hd_mm"
+    return ("hd_px", "hd_px") if "hd_px" in frame else ("hd", "hd_px")
+
+
+def save_figure(fig: Figure, folder: Path, name: str) -> Path:
+    """Write ``<folder>/<name>.png`` and ``.svg``; returns the PNG's path (the figure stays open)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    png = folder / f"{name}.png"
+    fig.savefig(png, dpi=DPI, bbox_inches="tight")
+    fig.savefig(folder / f"{name}.svg", bbox_inches="tight")
+    return png
+
+
+def _legend(fig: Figure, names: list[str]) -> None:
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colour(p)) for p in names]
+    fig.legend(handles, [label(p) for p in names], loc="upper right", frameon=False, ncols=len(names))
+
+
+def _grouped_bars(ax: Axes, table: pd.DataFrame, err: pd.DataFrame | None, names: list[str]) -> None:
+    """Bars of ``table`` (rows = groups on the x axis, columns = phases), one colour per phase."""
+    x = np.arange(len(table))
+    width = 0.8 / max(1, len(names))
+    for k, phase in enumerate(names):
+        if phase not in table:
+            continue
+        yerr = err[phase].to_numpy() if err is not None and phase in err else None
+        ax.bar(
+            x + (k - (len(names) - 1) / 2) * width,
+            table[phase].to_numpy(),
+            width,
+            yerr=yerr,
+            capsize=2,
+            color=colour(phase),
+            error_kw={"elinewidth": 0.8, "ecolor": "#333333"},
+        )
+    ax.set_xticks(x, table.index, rotation=30 if len(table) > 6 else 0, ha="right" if len(table) > 6 else "center")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def strategy_means(frame: pd.DataFrame) -> Figure:
+    """Fig. 6: mean Dice (left) and mean HD (right) per strategy over all object instances, +- one std."""
+    names = phases(frame)
+    column, hd_name = distance(frame)
+    fig, axes = plt.subplots(1, 2, figsize=(2.5 + 1.6 * frame["strategy"].nunique(), 3.6))
+    for ax, (metric, title) in zip(
+        axes, (("dice", "mean Dice"), (column, f"mean HD ({hd_name.split('_')[1]})")), strict=True
+    ):
+        grouped = frame.groupby(["strategy", "phase"])[metric]
+        order = strategy_order(frame)
+        mean = grouped.mean().unstack("phase").reindex(order)
+        std = grouped.std(ddof=0).unstack("phase").reindex(order)
+        _grouped_bars(ax, mean, std, names)
+        ax.set_title(title)
+        if metric == "dice":
+            ax.set_ylim(0, 1.05)
+    fig.suptitle("Mean per strategy over all object instances (error bars: one std)", fontsize=10, x=0.02, ha="left")
+    _legend(fig, names)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
+
+
+def modality_means(frame: pd.DataFrame, strategy: str = "S5") -> Figure:
+    """Fig. 10: mean Dice per modality under ``strategy`` (the last strategy when it is absent), +- one std."""
+    if strategy not in set(frame["strategy"]):
+        strategy = strategy_order(frame)[-1]
+    rows = frame[frame["strategy"] == strategy]
+    names = phases(frame)
+    grouped = rows.groupby(["modality", "phase"])["dice"]
+    mean, std = grouped.mean().unstack("phase"), grouped.std(ddof=0).unstack("phase")
+    fig, ax = plt.subplots(figsize=(2.5 + 1.1 * len(mean) * max(1, len(names)) / 2, 3.6))
+    _grouped_bars(ax, mean, std, names)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("mean Dice")
+    ax.set_title(f"Mean Dice per modality under {strategy} (error bars: one std)", fontsize=10, loc="left")
+    _legend(fig, names)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    return fig
+
+
+def _panels(count: int, width: float, height: float, columns: int = 3) -> tuple[Figure, list[Axes]]:
+    cols = min(columns, count)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:count])
+
+
+def dice_boxes(frame: pd.DataFrame) -> Figure:
+    """Figs. 7-8: Dice of every object instance per target, one panel per strategy, one box per phase."""
+    names = phases(frame)
+    targets = sorted(frame["target"].unique())
+    order = strategy_order(frame)
+    width = 0.8 / max(1, len(names))
+    fig, axes = plt.subplots(
+        len(order),
+        1,
+        figsize=(max(7.0, 0.55 * len(targets) * len(names) + 2), 2.4 * len(order)),
+        squeeze=False,
+        sharex=True,
+    )
+    for ax, strategy in zip(axes[:, 0], order, strict=True):
+        rows = frame[frame["strategy"] == strategy]
+        for k, phase in enumerate(names):
+            data = [rows.loc[(rows["phase"] == phase) & (rows["target"] == t), "dice"].to_numpy() for t in targets]
+            positions = np.arange(len(targets)) + (k - (len(names) - 1) / 2) * width
+            keep = [i for i, d in enumerate(data) if len(d)]
+            if not keep:
+                continue
+            boxes = ax.boxplot(
+                [data[i] for i in keep],
+                positions=positions[keep],
+                widths=width * 0.9,
+                patch_artist=True,
+                manage_ticks=False,
+                flierprops={"markersize": 2},
+            )
+            for patch in boxes["boxes"]:
+                patch.set(facecolor=colour(phase), alpha=0.8)
+            for median in boxes["medians"]:
+                median.set(color="black")
+            for i in keep:  # every instance as a dot, so a target with few instances still shows its phase
+                jitter = np.linspace(-0.25, 0.25, len(data[i])) * width if len(data[i]) > 1 else np.zeros(1)
+                ax.scatter(
+                    positions[i] + jitter,
+                    data[i],
+                    s=9,
+                    color=colour(phase),
+                    edgecolors="black",
+                    linewidths=0.4,
+                    zorder=3,
+                )
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_ylabel(f"{strategy} Dice")
+        ax.grid(axis="y", alpha=0.3)
+    last = axes[-1, 0]
+    last.set_xticks(np.arange(len(targets)), targets, rotation=40, ha="right", fontsize=8)
+    fig.suptitle("Dice per object instance, per target and strategy", fontsize=10, x=0.02, ha="left")
+    _legend(fig, names)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    return fig
+
+
+def before_after(frame: pd.DataFrame) -> Figure:
+    """Fig. 18: mean Dice per target before and after fine-tuning, one panel per strategy."""
+    names = phases(frame)
+    order = strategy_order(frame)
+    targets = sorted(frame["target"].unique())
+    fig, axes = _panels(len(order), 4.2, 0.6 + 0.22 * len(targets) * len(names))
+    height = 0.8 / max(1, len(names))
+    for ax, strategy in zip(axes, order, strict=True):
+        means = frame[frame["strategy"] == strategy].groupby(["target", "phase"])["dice"].mean().unstack("phase")
+        means = means.reindex(targets)
+        y = np.arange(len(targets))
+        for k, phase in enumerate(names):
+            if phase in means:
+                ax.barh(y - (k - (len(names) - 1) / 2) * height, means[phase].to_numpy(), height, color=colour(phase))
+        ax.set_yticks(y, targets if ax.get_subplotspec().is_first_col() else [""] * len(targets), fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_title(strategy, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Mean Dice per target before and after fine-tuning", fontsize=10, x=0.02, ha="left")
+    _legend(fig, names)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
+    return fig
+
+
+def _stat_line(rows: pd.DataFrame) -> str:
+    parts = [f"mean change {rows['dice_delta'].mean():+.3f}"]
+    for column, name in (("p_wilcoxon", "Wilcoxon p"), ("p_sign", "sign p")):
+        if column in rows and rows[column].notna().any():
+            parts.append(f"{name} {rows[column].dropna().iloc[0]:.3g}")
+    return ", ".join(parts)
+
+
+def dice_change(comp: pd.DataFrame) -> Figure:
+    """Dice change per target after fine-tuning (from ``comparison``), one panel per strategy.
+
+    Bars are the change of the mean Dice; where the comparison has ``dice_delta_ci_low``/``_high`` (95 %
+    bootstrap CI of the paired difference) they are drawn as error bars, and ``p_wilcoxon``/``p_sign``
+    go into the panel title.
+    """
+    order = strategy_order(comp)
+    targets = sorted(comp["target"].unique())
+    fig, axes = _panels(len(order), 4.2, 0.8 + 0.22 * len(targets))
+    has_ci = all(c in comp for c in CI_COLUMNS)
+    for ax, strategy in zip(axes, order, strict=True):
+        rows = comp[comp["strategy"] == strategy].set_index("target").reindex(targets)
+        delta = rows["dice_delta"].to_numpy(dtype=float)
+        y = np.arange(len(targets))
+        colours = [colour("finetuned") if d > 0 else colour("zero_shot") for d in np.nan_to_num(delta)]
+        xerr = None
+        if has_ci:
+            low, high = rows[CI_COLUMNS[0]].to_numpy(dtype=float), rows[CI_COLUMNS[1]].to_numpy(dtype=float)
+            xerr = np.nan_to_num(np.vstack([delta - low, high - delta]).clip(min=0))
+        ax.barh(y, delta, 0.7, xerr=xerr, color=colours, capsize=2, error_kw={"elinewidth": 0.8})
+        ax.axvline(0, color="black", linewidth=0.6)
+        ax.set_yticks(y, targets if ax.get_subplotspec().is_first_col() else [""] * len(targets), fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"{strategy}: {_stat_line(rows.dropna(subset=['dice_delta']))}", fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    ci = " (error bars: 95 % bootstrap CI of the paired difference)" if has_ci else ""
+    fig.suptitle(f"Dice change per target, fine-tuned minus zero-shot{ci}", fontsize=10, x=0.02, ha="left")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colour(p)) for p in ("finetuned", "zero_shot")]
+    fig.legend(
+        handles,
+        ["fine-tuned better", "zero-shot better"],
+        loc="upper right",
+        frameon=False,
+        ncols=2,
+        bbox_to_anchor=(1, 1 - 0.3 / fig.get_figheight()),
+    )
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / fig.get_figheight()))
+    return fig
+
+
+def run_figures(frame: pd.DataFrame, comp: pd.DataFrame | None = None) -> dict[str, Figure]:
+    """Every figure that applies to ``frame``, by file name; before/after ones only with both phases."""
+    if frame.empty:
+        return {}
+    figures = {
+        "strategy_means": strategy_means(frame),
+        "dice_boxes": dice_boxes(frame),
+        "modality_means": modality_means(frame),
+    }
+    if set(PHASE_ORDER) <= set(frame["phase"]):
+        figures["before_after"] = before_after(frame)
+        if comp is not None and "dice_delta" in comp:
+            figures["dice_change"] = dice_change(comp)
+    return figures
+
+
+def write_figures(frame: pd.DataFrame, folder: Path, comp: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Draw :func:`run_figures` into ``folder`` (PNG and SVG) and close them; returns the PNG paths by name."""
+    paths = {}
+    for name, fig in run_figures(frame, comp).items():
+        paths[name] = save_figure(fig, folder, name)
+        plt.close(fig)
+    return paths

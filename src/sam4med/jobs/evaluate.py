@@ -11,7 +11,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from sam4med.cli import check_required
 from sam4med.errors import ConfigError
+from sam4med.evaluation.figures import write_figures
+from sam4med.evaluation.overlays import close_overlays, write_overlays
 from sam4med.evaluation.report import print_strategy_table
+from sam4med.evaluation.report_html import write_report
 from sam4med.evaluation.session import EvaluationSession, EvaluationSettings
 from sam4med.models.finetuned import read_finetuned
 from sam4med.prompts.generate import check_sampling
@@ -73,6 +76,20 @@ def evaluate_model(cfg: DictConfig) -> Path:
     meta = session.describe(model, rows, title=f"{phase} evaluation", finetuned=cfg.get("finetuned") or "")
     frame = session.write(rows, meta)
     if len(frame):
+        write_figures(frame, results_dir / "figures")
+        overlays = write_overlays(
+            frame,
+            results_dir / "overlays",
+            model=model,
+            dataset=dataset,
+            decoders={phase: None},
+            cache=session.cache,
+            prompts=prompts,
+            multimask=settings.multimask,
+            max_targets=cfg.get("overlays", 16),
+        )
+        close_overlays(overlays)
+        write_report(results_dir)
         print_strategy_table(frame, title=f"{model.name} on the {cfg.split} split")
     log.info(session.cache.stats())
     log.info("results in %s (%.1f s)", results_dir, time.perf_counter() - started)

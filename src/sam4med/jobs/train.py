@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,12 @@ import pytorch_lightning as pl
 import torch.distributed as dist
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from sam4med.callbacks.before_after import BeforeAfterEvaluation
 from sam4med.cli import check_required
 from sam4med.errors import ConfigError
+from sam4med.evaluation.report_html import finish_run
 from sam4med.models.multimask import Multimask
 
 log = logging.getLogger("sam4med")
@@ -91,10 +94,17 @@ def fine_tune(cfg: DictConfig) -> dict[str, Any]:
 
     try:
         resume = resolve_resume(cfg.get("ckpt_path"), output_dir)
-        # weights_only: a checkpoint handed over by someone else can never run code when it is opened
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+        with warnings.catch_warnings():
+            # the frozen encoders are in eval mode on purpose (SamModel.freeze_encoders): nothing to act on
+            warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode", PossibleUserWarning)
+            # Lightning 2.6 calls a torch pytree API that torch deprecates; fixed in Lightning, not here
+            warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+            # weights_only: a checkpoint handed over by someone else can never run code when it is opened
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
     log.info(cache.stats())
+    if trainer.global_rank == 0 and (output_dir / "results" / "metrics.csv").is_file():
+        finish_run(output_dir / "results", title=f"{', '.join(cfg.strategies)} on the test split")
     return {k: float(v) for k, v in trainer.callback_metrics.items()}

@@ -1,0 +1,132 @@
+"""``report.html``: one self-contained page per run (or sweep) that opens offline.
+
+Images are embedded as base64 PNG, styles are inline; no script, no server. The page holds the
+headline table, then the figures, then the overlays, then the run's settings. Everything is read from
+the results folder (``metrics.csv``, ``summary.json``, ``figures/``, ``overlays/``) and the run folder's
+``config.yaml``, so the page can be rebuilt from disk at any time with :func:`write_report`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from sam4med.evaluation.report import headline, print_summary, summary_table
+from sam4med.files import write_text
+
+FIGURE_TITLES = {
+    "strategy_means": "Mean Dice and HD per strategy (COSMOS Fig. 6)",
+    "dice_boxes": "Dice per target and strategy (Figs. 7-8)",
+    "modality_means": "Mean Dice per modality under S5 (Fig. 10)",
+    "before_after": "Mean Dice per target before and after fine-tuning (Fig. 18)",
+    "dice_change": "Dice change per target, with the comparison's confidence intervals",
+}
+STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
+    "td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}"
+    "pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:12px}figure{margin:1.5em 0}"
+)
+
+
+def _image(path: Path, title: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (
+        f"<figure><figcaption><b>{html.escape(title)}</b></figcaption>"
+        f'<img alt="{html.escape(title)}" src="data:image/png;base64,{data}"></figure>'
+    )
+
+
+def _table(frame: pd.DataFrame) -> str:
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.3f}"
+        return html.escape(str(value))
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False)
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render(
+    *,
+    title: str,
+    tables: Mapping[str, pd.DataFrame],
+    figures: Iterable[tuple[str, Path]],
+    overlays: Iterable[tuple[str, Path]],
+    settings: Mapping[str, object],
+    config: str = "",
+    intro: str = "",
+) -> str:
+    """The page as a string: ``tables`` (by heading), ``figures`` and ``overlays`` ((caption, PNG) pairs),
+    ``settings`` as a table and ``config`` (YAML text) in full.
+    """
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
+    ]
+    if intro:
+        parts.append(f"<p>{html.escape(intro)}</p>")
+    for heading, table in tables.items():
+        parts.append(f"<h2>{html.escape(heading)}</h2>{_table(table)}")
+    figures, overlays = list(figures), list(overlays)
+    if figures:
+        parts.append("<h2>Figures</h2>" + "".join(_image(p, t) for t, p in figures))
+    if overlays:
+        parts.append("<h2>Prediction overlays</h2>" + "".join(_image(p, t) for t, p in overlays))
+    if settings:
+        rows = pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]})
+        parts.append(f"<h2>Settings</h2>{_table(rows)}")
+    if config:
+        parts.append(f"<h3>Resolved config</h3><pre>{html.escape(config)}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def figure_entries(folder: Path, titles: Mapping[str, str] = FIGURE_TITLES) -> list[tuple[str, Path]]:
+    """(caption, PNG) of the figures in ``folder``: known ones in the order of ``titles``, then the rest."""
+    pngs = {p.stem: p for p in sorted(folder.glob("*.png"))} if folder.is_dir() else {}
+    known = [(titles[name], pngs.pop(name)) for name in titles if name in pngs]
+    return known + [(name.replace("_", " "), path) for name, path in pngs.items()]
+
+
+def write_report(results_dir: str | Path) -> Path:
+    """Write ``<results_dir>/report.html`` from what the results folder holds; returns its path."""
+    results_dir = Path(results_dir)
+    frame = pd.read_csv(results_dir / "metrics.csv")
+    summary_file = results_dir / "summary.json"
+    meta = json.loads(summary_file.read_text()).get("meta", {}) if summary_file.is_file() else {}
+    config_file = results_dir.parent / "config.yaml"
+    name, value = headline(frame)
+    overlays = [
+        (p.stem.removeprefix("overlay_").replace("_", " "), p) for p in sorted((results_dir / "overlays").glob("*.png"))
+    ]
+    page = render(
+        title=str(meta.get("title", "Results")),
+        intro=f"Headline: {name} = {value:.4f}. Run folder: {results_dir.parent.resolve()}" if frame.size else "",
+        tables={"Mean per strategy over all object instances": summary_table(frame)} if frame.size else {},
+        figures=figure_entries(results_dir / "figures"),
+        overlays=overlays,
+        settings=meta,
+        config=config_file.read_text() if config_file.is_file() else "",
+    )
+    path = results_dir / "report.html"
+    write_text(path, page)
+    return path
+
+
+def finish_run(results_dir: str | Path, *, title: str) -> Path:
+    """End of a run: print the summary table and write ``report.html``; returns the report's path."""
+    frame = pd.read_csv(Path(results_dir) / "metrics.csv")
+    if len(frame):
+        print_summary(frame, title=title)
+    return write_report(results_dir)
