@@ -14,11 +14,13 @@ Every figure orders phases zero-shot -> fine-tuned and gives each phase one fixe
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "matplotlib.pyplot" not in sys.modules:  # a script: draw off-screen; a notebook keeps its inline backend
+    matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
