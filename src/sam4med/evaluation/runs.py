@@ -31,7 +31,8 @@ def load_results(path: str | Path, *, phases: tuple[str, ...] = ()) -> tuple[pd.
     missing = [p for p in phases if p not in set(frame["phase"])]
     if missing:
         raise ConfigError(
-            f"{folder} holds the phases {sorted(set(frame['phase']))}, not {missing}: give the results of a train.py run"
+            f"{folder} holds the phases {sorted(set(frame['phase']))}, not {missing}: "
+            "give the results of a train.py run"
         )
     summary = folder / "summary.json"
     meta = json.loads(summary.read_text()).get("meta", {}) if summary.is_file() else {}

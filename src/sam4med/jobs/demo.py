@@ -1,9 +1,10 @@
 """A run in seconds for the notebooks: the tiny random model on synthetic shapes (scores mean nothing).
 
 ``demo_run("evaluate", folder)`` scores S2-S6 zero-shot; ``demo_run("train", folder)`` is
-``python train.py experiment=quick`` for one epoch on S2, S4, S5 and S6. Overlays are drawn for three targets. Both compose the repository's real configs
-(``conf/``, next to ``src/``, so this needs the source checkout installed with ``pip install -e .``) and
-write everything (data, embedding cache, run folder) under ``folder``.
+``python train.py experiment=quick`` for one epoch on S2, S4, S5 and S6; both draw overlays for three
+targets. They compose the repository's real configs (``conf/``, next to ``src/``, so this needs the
+source checkout installed with ``pip install -e .``) and write everything (data, embedding cache, run
+folder) under ``folder``.
 """
 
 from __future__ import annotations
