@@ -85,7 +85,7 @@ def test_multirun_writes_side_by_side_tables(tmp_path):
         "model.seed=1 S1",
         "model.seed=1 S5",
     ]
-    assert (tmp_path / "sweep" / "sweep_hd.md").is_file()
+    assert (tmp_path / "sweep" / "sweep_hd.md").is_file() and (tmp_path / "sweep" / "report.html").is_file()
 
 
 def test_seed_sweep_writes_mean_sd_and_per_seed_values(tmp_path):
@@ -99,6 +99,10 @@ def test_seed_sweep_writes_mean_sd_and_per_seed_values(tmp_path):
     assert row["n"] == 3 and "all targets" in set(seeds.target)
     stats = pd.read_csv(paths["sweep_stats_csv"])
     assert set(stats.run) == {"seed=1", "seed=2"} and {"dice_delta_ci_low", "p_wilcoxon", "p_sign"} <= set(stats)
+    # the sweep's report: its tables and the runs side by side, zero-shot panel before fine-tuned
+    page = paths["report"].read_text()
+    assert page.count("data:image/png;base64,") == 1 and "Mean Dice over seeds" in page
+    assert (tmp_path / "figures" / "sweep_means.svg").is_file()
 
 
 def test_runs_of_one_seed_write_no_seed_table(tmp_path):

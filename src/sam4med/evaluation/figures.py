@@ -6,8 +6,9 @@ Every figure orders phases zero-shot -> fine-tuned and gives each phase one fixe
 * :func:`dice_boxes`: Dice distribution per target and strategy (COSMOS Figs. 7-8).
 * :func:`strategy_means`: mean Dice and mean HD per strategy (Fig. 6).
 * :func:`modality_means`: mean Dice per modality under one strategy, S5 by default (Fig. 10).
-* :func:`before_after`: mean Dice per target before and after fine-tuning (Fig. 18).
-* :func:`dice_change`: the Dice change per target, with the comparison's 95 % CI where it has one.
+* :func:`before_after`: mean Dice per target before and after fine-tuning.
+* :func:`dice_change`: the Dice change per target and over all targets, with the comparison's 95 % CI
+  (Fig. 18).
 
 :func:`run_figures` makes all that apply to a frame; :func:`save_figure` writes one as PNG and SVG.
 """
@@ -28,6 +29,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from sam4med.evaluation.results import ALL_TARGETS  # noqa: E402
 from sam4med.evaluation.tables import strategy_order  # noqa: E402
 
 PHASE_ORDER = ("zero_shot", "finetuned")
@@ -73,9 +75,15 @@ def save_figure(fig: Figure, folder: Path, name: str) -> Path:
     return png
 
 
-def _legend(fig: Figure, names: list[str]) -> None:
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colour(p)) for p in names]
-    fig.legend(handles, [label(p) for p in names], loc="upper right", frameon=False, ncols=len(names))
+def legend_below(fig: Figure, handles: list, labels: list[str], **kwargs: object) -> None:
+    """A legend centred below the panels, laid out with them (constrained layout): never over a title or a bar."""
+    fig.set_layout_engine("constrained")
+    fig.legend(handles, labels, loc="outside lower center", frameon=False, ncols=len(labels), **kwargs)
+
+
+def _finish(fig: Figure, names: list[str]) -> None:
+    """The phase legend below the panels, in phase order and colours."""
+    legend_below(fig, [plt.Rectangle((0, 0), 1, 1, color=colour(p)) for p in names], [label(p) for p in names])
 
 
 def _grouped_bars(ax: Axes, table: pd.DataFrame, err: pd.DataFrame | None, names: list[str]) -> None:
@@ -116,8 +124,7 @@ def strategy_means(frame: pd.DataFrame) -> Figure:
         if metric == "dice":
             ax.set_ylim(0, 1.05)
     fig.suptitle("Mean per strategy over all object instances (error bars: one std)", fontsize=10, x=0.02, ha="left")
-    _legend(fig, names)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    _finish(fig, names)
     return fig
 
 
@@ -134,8 +141,7 @@ def modality_means(frame: pd.DataFrame, strategy: str = "S5") -> Figure:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("mean Dice")
     ax.set_title(f"Mean Dice per modality under {strategy} (error bars: one std)", fontsize=10, loc="left")
-    _legend(fig, names)
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    _finish(fig, names)
     return fig
 
 
@@ -198,17 +204,16 @@ def dice_boxes(frame: pd.DataFrame) -> Figure:
     last = axes[-1, 0]
     last.set_xticks(np.arange(len(targets)), targets, rotation=40, ha="right", fontsize=8)
     fig.suptitle("Dice per object instance, per target and strategy", fontsize=10, x=0.02, ha="left")
-    _legend(fig, names)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    _finish(fig, names)
     return fig
 
 
 def before_after(frame: pd.DataFrame) -> Figure:
-    """Fig. 18: mean Dice per target before and after fine-tuning, one panel per strategy."""
+    """Mean Dice per target before and after fine-tuning, one panel per strategy (the levels behind Fig. 18)."""
     names = phases(frame)
     order = strategy_order(frame)
     targets = sorted(frame["target"].unique())
-    fig, axes = _panels(len(order), 4.2, 0.6 + 0.22 * len(targets) * len(names))
+    fig, axes = _panels(len(order), 4.2, 1.2 + 0.22 * len(targets) * len(names))
     height = 0.8 / max(1, len(names))
     for ax, strategy in zip(axes, order, strict=True):
         means = frame[frame["strategy"] == strategy].groupby(["target", "phase"])["dice"].mean().unstack("phase")
@@ -216,36 +221,44 @@ def before_after(frame: pd.DataFrame) -> Figure:
         y = np.arange(len(targets))
         for k, phase in enumerate(names):
             if phase in means:
-                ax.barh(y - (k - (len(names) - 1) / 2) * height, means[phase].to_numpy(), height, color=colour(phase))
+                # zero-shot above fine-tuned in every target's pair (the y axis is inverted)
+                ax.barh(y + (k - (len(names) - 1) / 2) * height, means[phase].to_numpy(), height, color=colour(phase))
         ax.set_yticks(y, targets if ax.get_subplotspec().is_first_col() else [""] * len(targets), fontsize=7)
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
         ax.set_title(strategy, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle("Mean Dice per target before and after fine-tuning", fontsize=10, x=0.02, ha="left")
-    _legend(fig, names)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
+    _finish(fig, names)
     return fig
 
 
-def _stat_line(rows: pd.DataFrame) -> str:
-    parts = [f"mean change {rows['dice_delta'].mean():+.3f}"]
-    for column, name in (("p_wilcoxon", "Wilcoxon p"), ("p_sign", "sign p")):
-        if column in rows and rows[column].notna().any():
-            parts.append(f"{name} {rows[column].dropna().iloc[0]:.3g}")
-    return ", ".join(parts)
+def _stat_line(strategy: str, rows: pd.DataFrame) -> str:
+    """Panel title: the change over all targets (from the ``all targets`` row where there is one) and its p-values."""
+    if ALL_TARGETS in rows.index and pd.notna(rows.loc[ALL_TARGETS, "dice_delta"]):
+        total = rows.loc[ALL_TARGETS]
+        parts = [f"all targets {total['dice_delta']:+.3f}"]
+        for column, name in (("p_wilcoxon", "Wilcoxon p"), ("p_sign", "sign p")):
+            if column in rows and pd.notna(total[column]):
+                parts.append(f"{name} {total[column]:.2g}")
+    else:
+        parts = [f"mean change {rows['dice_delta'].mean():+.3f}"]
+    return f"{strategy}: " + ", ".join(parts)
 
 
 def dice_change(comp: pd.DataFrame) -> Figure:
-    """Dice change per target after fine-tuning (from ``comparison``), one panel per strategy.
+    """Fig. 18: Dice change per target after fine-tuning (from ``comparison``), one panel per strategy.
 
-    Bars are the change of the mean Dice; where the comparison has ``dice_delta_ci_low``/``_high`` (95 %
-    bootstrap CI of the paired difference) they are drawn as error bars, and ``p_wilcoxon``/``p_sign``
-    go into the panel title.
+    Bars are the change of the mean Dice, one per target, then the ``all targets`` row of the
+    comparison (the mean over all objects) below a line. Where the comparison has
+    ``dice_delta_ci_low``/``_high`` (95 % bootstrap CI of the paired difference) they are drawn as
+    error bars; the panel title gives the ``all targets`` change with its ``p_wilcoxon``/``p_sign``.
     """
     order = strategy_order(comp)
-    targets = sorted(comp["target"].unique())
-    fig, axes = _panels(len(order), 4.2, 0.8 + 0.22 * len(targets))
+    targets = sorted(set(comp["target"]) - {ALL_TARGETS})
+    if ALL_TARGETS in set(comp["target"]):
+        targets.append(ALL_TARGETS)
+    fig, axes = _panels(len(order), 4.4, 1.3 + 0.25 * len(targets))
     has_ci = all(c in comp for c in CI_COLUMNS)
     for ax, strategy in zip(axes, order, strict=True):
         rows = comp[comp["strategy"] == strategy].set_index("target").reindex(targets)
@@ -256,24 +269,19 @@ def dice_change(comp: pd.DataFrame) -> Figure:
         if has_ci:
             low, high = rows[CI_COLUMNS[0]].to_numpy(dtype=float), rows[CI_COLUMNS[1]].to_numpy(dtype=float)
             xerr = np.nan_to_num(np.vstack([delta - low, high - delta]).clip(min=0))
-        ax.barh(y, delta, 0.7, xerr=xerr, color=colours, capsize=2, error_kw={"elinewidth": 0.8})
+        bars = ax.barh(y, delta, 0.7, xerr=xerr, color=colours, capsize=2, error_kw={"elinewidth": 0.8})
+        if targets[-1] == ALL_TARGETS:
+            bars[-1].set(edgecolor="black", linewidth=1.0, hatch="//")
+            ax.axhline(len(targets) - 1.5, color="#555555", linewidth=0.6, linestyle="--")
         ax.axvline(0, color="black", linewidth=0.6)
         ax.set_yticks(y, targets if ax.get_subplotspec().is_first_col() else [""] * len(targets), fontsize=7)
         ax.invert_yaxis()
-        ax.set_title(f"{strategy}: {_stat_line(rows.dropna(subset=['dice_delta']))}", fontsize=8)
+        ax.set_title(_stat_line(strategy, rows.dropna(subset=["dice_delta"])), fontsize=8)
         ax.grid(axis="x", alpha=0.3)
     ci = " (error bars: 95 % bootstrap CI of the paired difference)" if has_ci else ""
     fig.suptitle(f"Dice change per target, fine-tuned minus zero-shot{ci}", fontsize=10, x=0.02, ha="left")
     handles = [plt.Rectangle((0, 0), 1, 1, color=colour(p)) for p in ("finetuned", "zero_shot")]
-    fig.legend(
-        handles,
-        ["fine-tuned better", "zero-shot better"],
-        loc="upper right",
-        frameon=False,
-        ncols=2,
-        bbox_to_anchor=(1, 1 - 0.3 / fig.get_figheight()),
-    )
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / fig.get_figheight()))
+    legend_below(fig, handles, ["fine-tuned better", "zero-shot better"])
     return fig
 
 

@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D
 
 from sam4med.data.dataset import CosmosDataset
 from sam4med.embeddings import EmbeddingCache
-from sam4med.evaluation.figures import colour, label, phases, save_figure
+from sam4med.evaluation.figures import colour, label, legend_below, phases, save_figure
 from sam4med.evaluation.predict import predict
 from sam4med.models.multimask import Multimask
 from sam4med.models.sam_model import SamModel
@@ -206,9 +206,8 @@ def overlay_figure(target: str, rows: Sequence[tuple[Example, tuple]], dice: Map
         ),
         Line2D([], [], color="yellow", linestyle="--", linewidth=1.8, label="box"),
     ]
-    fig.legend(handles=handles, loc="lower center", ncols=min(len(handles), 6), frameon=False, fontsize=9)
     fig.suptitle(f"{target}: typical (median), good (90th pct.) and bad (10th pct.) Dice", fontsize=11)
-    fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1))
+    legend_below(fig, handles, [h.get_label() for h in handles], fontsize=9)
     return fig
 
 

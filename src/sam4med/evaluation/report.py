@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -74,9 +75,9 @@ def print_summary(frame: pd.DataFrame, *, title: str) -> None:
         table = table.drop(columns=["change CI low", "change CI high"]).rename(
             columns={"dice change": "dice change [95% CI]"}
         )
-    out = Table(title=title)
+    out = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False)
     for name in table.columns:
-        out.add_column(name.replace(" ", "\n", 1), justify="left" if name == "strategy" else "right")
+        out.add_column(name.replace(" ", "\n", 1), justify="left" if name == "strategy" else "right", no_wrap=True)
     for row in table.itertuples(index=False):
         cells = []
         for name, value in zip(table.columns, row, strict=True):
@@ -85,7 +86,9 @@ def print_summary(frame: pd.DataFrame, *, title: str) -> None:
             else:
                 cells.append(f"{value:.1f}" if name.startswith("hd") else _cell(value))
         out.add_row(*cells)
-    Console().print(out)
+    console = Console()
+    # a log file or pipe gets the whole table (rich would squeeze it into 80 columns); a terminal its width
+    (console if console.is_terminal else Console(width=max(console.width, 120))).print(out)
 
 
 def print_strategy_table(frame: pd.DataFrame, *, title: str, metric: str = "dice") -> None:

@@ -4,6 +4,10 @@ Images are embedded as base64 PNG, styles are inline; no script, no server. The 
 headline table, then the figures, then the overlays, then the run's settings. Everything is read from
 the results folder (``metrics.csv``, ``summary.json``, ``figures/``, ``overlays/``) and the run folder's
 ``config.yaml``, so the page can be rebuilt from disk at any time with :func:`write_report`.
+
+``python -m sam4med.evaluation.report_html RUN_OR_RESULTS_FOLDER`` redraws the figures (``figures/``,
+from ``metrics.csv`` and ``comparison.csv``) and rewrites ``report.html`` of an existing run, e.g. one
+made by an older version; the overlays need the model and are kept as they are.
 """
 
 from __future__ import annotations
@@ -12,20 +16,24 @@ import base64
 import html
 import json
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
 
+from sam4med.evaluation.figures import write_figures
 from sam4med.evaluation.report import headline, print_summary, summary_table
+from sam4med.evaluation.results import comparison
+from sam4med.evaluation.runs import results_folder
 from sam4med.files import write_text
 
 FIGURE_TITLES = {
     "strategy_means": "Mean Dice and HD per strategy (COSMOS Fig. 6)",
     "dice_boxes": "Dice per target and strategy (Figs. 7-8)",
     "modality_means": "Mean Dice per modality under S5 (Fig. 10)",
-    "before_after": "Mean Dice per target before and after fine-tuning (Fig. 18)",
-    "dice_change": "Dice change per target, with the comparison's confidence intervals",
+    "dice_change": "Dice change per target and over all targets, 95 % bootstrap CI (Fig. 18)",
+    "before_after": "Mean Dice per target before and after fine-tuning",
 }
 STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222}"
@@ -45,14 +53,17 @@ def _image(path: Path, title: str) -> str:
 
 
 def _table(frame: pd.DataFrame) -> str:
-    def cell(value: object) -> str:
+    def cell(column: str, value: object) -> str:
         if isinstance(value, float):
-            return "" if math.isnan(value) else f"{value:.3f}"
+            p_value = column.startswith(("p ", "p_"))
+            return "" if math.isnan(value) else f"{value:.2g}" if p_value else f"{value:.3f}"
         return html.escape(str(value))
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    columns = [str(c) for c in frame.columns]
     body = "".join(
-        "<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False)
+        "<tr>" + "".join(f"<td>{cell(c, v)}</td>" for c, v in zip(columns, row, strict=True)) + "</tr>"
+        for row in frame.itertuples(index=False)
     )
     return f"<table><tr>{head}</tr>{body}</table>"
 
@@ -130,3 +141,24 @@ def finish_run(results_dir: str | Path, *, title: str) -> Path:
     if len(frame):
         print_summary(frame, title=title)
     return write_report(results_dir)
+
+
+def redraw(path: str | Path) -> Path:
+    """Redraw the figures of an existing run's results folder (or run folder) and rewrite its ``report.html``.
+
+    The comparison is read from ``comparison.csv`` when it holds the before/after columns, else computed
+    from ``metrics.csv``. Returns the report's path.
+    """
+    folder = results_folder(path)
+    frame = pd.read_csv(folder / "metrics.csv")
+    saved = folder / "comparison.csv"
+    comp = pd.read_csv(saved) if saved.is_file() and saved.stat().st_size else pd.DataFrame()
+    if "dice_delta" not in comp and set(frame["phase"]) >= {"zero_shot", "finetuned"}:
+        comp = comparison(frame)
+    write_figures(frame, folder / "figures", comp)
+    return write_report(folder)
+
+
+if __name__ == "__main__":
+    for argument in sys.argv[1:]:
+        print(redraw(argument))

@@ -2,9 +2,10 @@
 
 Each job of a sweep writes ``<sweep dir>/<job>/results/metrics.csv``. :func:`write_sweep_tables` reads
 them all and writes, into the sweep folder, the targets x (run, strategy) tables of mean Dice and mean
-HD in pixels (laid out like the paper's Tables 2 and 3, ViT-B next to ViT-H) and the per-strategy means
-of every run. A run is labelled by its backbone when the backbones differ between runs, otherwise by the
-overrides that differ. :class:`MergeSweepResults` calls it when a multirun ends (``conf/evaluate.yaml``);
+HD in pixels (laid out like the paper's Tables 2 and 3, ViT-B next to ViT-H), the per-strategy means
+of every run, and ``report.html`` with a figure of the runs side by side. A run is labelled by its
+backbone when the backbones differ between runs, otherwise by the overrides that differ.
+:class:`MergeSweepResults` calls it when a multirun ends (``conf/evaluate.yaml``, ``conf/train.yaml``);
 ``python -m sam4med.evaluation.sweep DIR`` does it by hand.
 """
 
@@ -23,6 +24,7 @@ from omegaconf import DictConfig
 
 from sam4med.evaluation.results import ALL_TARGETS
 from sam4med.evaluation.statistics import pair, paired_delta, sign_test
+from sam4med.evaluation.sweep_report import write_sweep_report
 from sam4med.evaluation.tables import check_complete, markdown_table, strategy_order
 
 
@@ -169,7 +171,8 @@ def write_sweep_tables(sweep_dir: str | Path) -> dict[str, Path]:
 
     ``sweep_dice``, ``sweep_hd``, ``sweep_overall`` (runs side by side), ``sweep_stats`` (every run
     against the first, with statistics) and, when the runs have different seeds, ``seeds`` (mean, sd and
-    per-seed values over the seeds).
+    per-seed values over the seeds); then ``figures/sweep_means`` and ``report.html`` (see
+    :func:`~sam4med.evaluation.sweep_report.write_sweep_report`).
     """
     sweep_dir = Path(sweep_dir)
     runs = find_runs(sweep_dir)
@@ -197,6 +200,8 @@ def write_sweep_tables(sweep_dir: str | Path) -> dict[str, Path]:
         paths[f"{name}_md"] = sweep_dir / f"{name}.md"
         table.to_csv(paths[f"{name}_csv"], index=False)
         paths[f"{name}_md"].write_text(f"# {title}\n\nRuns: {runs_line}\n\n{markdown_table(table)}\n")
+    shown = [n for n in ("sweep_overall", "sweep_stats", "seeds") if n in tables]
+    paths["report"] = write_sweep_report(sweep_dir, frame, {tables[n][0]: tables[n][1] for n in shown}, runs_line)
     return paths
 
 
@@ -208,7 +213,7 @@ class MergeSweepResults(Callback):
         paths = write_sweep_tables(config.hydra.sweep.dir)
         if paths:
             names = ", ".join(sorted({p.name for p in paths.values() if p.suffix == ".md"}))
-            print(f"sweep tables in {Path(config.hydra.sweep.dir).resolve()}: {names}")
+            print(f"sweep tables in {Path(config.hydra.sweep.dir).resolve()}: {names} (open report.html)")
 
 
 if __name__ == "__main__":

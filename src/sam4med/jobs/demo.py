@@ -14,6 +14,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
+from sam4med.cli import quiet_libraries
 from sam4med.jobs.evaluate import evaluate_model
 from sam4med.jobs.train import fine_tune
 
@@ -34,6 +35,7 @@ OVERRIDES = {
 def demo_run(kind: str, folder: str | Path) -> Path:
     """Run ``kind`` (``evaluate`` or ``train``) on the tiny model under ``folder``; returns the results folder."""
     folder = Path(folder)
+    quiet_libraries()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name=kind, overrides=OVERRIDES[kind])
     with open_dict(cfg):

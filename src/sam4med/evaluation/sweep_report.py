@@ -1,0 +1,88 @@
+"""The figure and ``report.html`` of a multirun sweep: its runs side by side.
+
+:func:`sweep_means` draws the mean Dice per strategy of every run, one panel per phase (zero-shot,
+then fine-tuned), one colour per run. :func:`write_sweep_report` writes it into ``<sweep>/figures/``
+and ``<sweep>/report.html`` with the sweep tables (see :mod:`sam4med.evaluation.sweep`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from sam4med.evaluation.figures import label, legend_below, phases, save_figure
+from sam4med.evaluation.report_html import render
+from sam4med.evaluation.tables import strategy_order
+from sam4med.files import write_text
+
+# run colours: tab10 without its blue and orange, which mean zero-shot and fine-tuned in every other figure
+RUN_COLOURS = ("#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def sweep_means(frame: pd.DataFrame) -> Figure:
+    """Mean Dice per strategy over all object instances, runs side by side (``frame`` has a ``run`` column).
+
+    One panel per phase; error bars are one standard deviation over the objects.
+    """
+    runs = list(dict.fromkeys(frame["run"]))
+    order = strategy_order(frame)
+    names = phases(frame)
+    width = 0.8 / len(runs)
+    fig, axes = plt.subplots(
+        1, len(names), figsize=(1.5 + (0.9 + 0.25 * len(runs)) * len(order) * len(names), 3.8), squeeze=False
+    )
+    x = np.arange(len(order))
+    for ax, phase in zip(axes[0], names, strict=True):
+        grouped = frame[frame["phase"] == phase].groupby(["strategy", "run"], sort=False)["dice"]
+        mean = grouped.mean().unstack("run").reindex(index=order, columns=runs)
+        std = grouped.std(ddof=0).unstack("run").reindex(index=order, columns=runs)
+        for k, run in enumerate(runs):
+            ax.bar(
+                x + (k - (len(runs) - 1) / 2) * width,
+                mean[run].to_numpy(),
+                width,
+                yerr=std[run].to_numpy(),
+                capsize=2,
+                color=RUN_COLOURS[k % len(RUN_COLOURS)],
+                label=run,
+                error_kw={"elinewidth": 0.8, "ecolor": "#333333"},
+            )
+        ax.set_xticks(x, order)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(label(phase), fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].set_ylabel("mean Dice")
+    fig.suptitle("Mean Dice per strategy, runs side by side (error bars: one std)", fontsize=10, x=0.02, ha="left")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    legend_below(fig, handles, labels, fontsize=8)
+    return fig
+
+
+def write_sweep_report(sweep_dir: Path, frame: pd.DataFrame, tables: Mapping[str, pd.DataFrame], runs: str) -> Path:
+    """Draw :func:`sweep_means` into ``<sweep_dir>/figures`` and write ``<sweep_dir>/report.html``.
+
+    Args:
+        sweep_dir: the sweep folder.
+        frame: the merged results of its runs (with a ``run`` column).
+        tables: the sweep tables by heading, in the order the page shows them.
+        runs: one line naming the runs (label and job folder).
+    """
+    fig = sweep_means(frame)
+    png = save_figure(fig, sweep_dir / "figures", "sweep_means")
+    plt.close(fig)
+    page = render(
+        title=f"Sweep {sweep_dir.resolve().name}",
+        intro=f"Runs: {runs}. Every run has its own report.html in <job>/results/.",
+        tables=tables,
+        figures=[("Mean Dice per strategy, runs side by side", png)],
+        overlays=[],
+        settings={},
+    )
+    path = sweep_dir / "report.html"
+    write_text(path, page)
+    return path
