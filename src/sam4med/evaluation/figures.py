@@ -93,7 +93,10 @@ def _grouped_bars(ax: Axes, table: pd.DataFrame, err: pd.DataFrame | None, names
     for k, phase in enumerate(names):
         if phase not in table:
             continue
-        yerr = err[phase].to_numpy() if err is not None and phase in err else None
+        yerr = None
+        if err is not None and phase in err:  # one std, cut at zero below: no metric here is negative
+            std = err[phase].to_numpy(dtype=float)
+            yerr = np.vstack([np.minimum(std, table[phase].to_numpy(dtype=float)), std])
         ax.bar(
             x + (k - (len(names) - 1) / 2) * width,
             table[phase].to_numpy(),
@@ -123,7 +126,12 @@ def strategy_means(frame: pd.DataFrame) -> Figure:
         ax.set_title(title)
         if metric == "dice":
             ax.set_ylim(0, 1.05)
-    fig.suptitle("Mean per strategy over all object instances (error bars: one std)", fontsize=10, x=0.02, ha="left")
+    fig.suptitle(
+        "Mean per strategy over all object instances (error bars: one std; a missed object's HD is the image diagonal)",
+        fontsize=10,
+        x=0.02,
+        ha="left",
+    )
     _finish(fig, names)
     return fig
 
