@@ -125,6 +125,8 @@ class CosmosDataModule(pl.LightningDataModule):
             box_jitter=self.box_jitter if train else 0,
             augment=self.augment if train else None,
             seed=self.seed,
+            # the embedding bar follows the trainer's progress setting (trainer.enable_progress_bar)
+            progress=self.trainer is None or self.trainer.progress_bar_callback is not None,
         )
         return DataLoader(
             samples,
