@@ -2,10 +2,12 @@
 
     python -m benchmarks.decoder [--model litemedsam|vit_b|vit_b_random|tiny] [--prompts 4 32 96] [--repeats 3]
 
-Both sides run the same ``MaskDecoder`` weights on one image embedding with the same box prompts:
-ours is :func:`~sam4med.evaluation.decoding.decode_in_calls` (calls sized for the device), the
-reference is ``SamPredictor.predict_torch`` (all prompts in one call, as segment_anything does it).
-Reports seconds per prompt of each, their ratio, and the largest absolute difference of the low-res logits.
+All sides run the same ``MaskDecoder`` weights on one image embedding with the same box prompts:
+ours is :func:`~sam4med.evaluation.decoding.decode_in_calls` (calls sized for the device) with
+segment_anything's decoder (``compute.shared_decoder=false``, the default) and with the shared-work
+decoder (:mod:`sam4med.models.shared_decoder`, ``compute.shared_decoder=true``); the reference is
+``SamPredictor.predict_torch`` (all prompts in one call, as segment_anything does it). Reports
+milliseconds per prompt of each, the ratios to SAM's, and the largest absolute logit difference.
 """
 
 import argparse
@@ -44,24 +46,51 @@ def main() -> None:
                     model, embedding, point_coords=None, point_labels=None, boxes=boxes, multimask_output=False
                 ).low_res_logits
 
+        def shared(boxes=boxes):
+            with torch.no_grad():
+                return decode_in_calls(
+                    model,
+                    embedding,
+                    point_coords=None,
+                    point_labels=None,
+                    boxes=boxes,
+                    multimask_output=False,
+                    shared_work=True,
+                ).low_res_logits
+
         def sam(boxes=boxes):
             with torch.no_grad():
                 return predictor.predict_torch(None, None, boxes=boxes, multimask_output=False, return_logits=True)[2]
 
-        seconds = interleaved({"ours": ours, "sam": sam}, args.repeats)
-        difference = float((ours() - sam()).abs().max())
+        seconds = interleaved({"ours": ours, "shared": shared, "sam": sam}, args.repeats)
+        reference = sam()
+        difference = float((ours() - reference).abs().max())
+        shared_difference = float((shared() - reference).abs().max())
         rows.append(
             {
                 "model": args.model,
                 "prompts": count,
                 "ours_ms_per_prompt": 1000 * seconds["ours"] / count,
                 "sam_ms_per_prompt": 1000 * seconds["sam"] / count,
+                "shared_ms_per_prompt": 1000 * seconds["shared"] / count,
                 "sam/ours": seconds["sam"] / seconds["ours"],
+                "sam/shared": seconds["sam"] / seconds["shared"],
                 "max_logit_diff": difference,
+                "shared_max_logit_diff": shared_difference,
             }
         )
     extra = {"prompts_per_call": prompts_per_call(model.device, embedding), "repeats": args.repeats}
-    columns = ["model", "prompts", "ours_ms_per_prompt", "sam_ms_per_prompt", "sam/ours", "max_logit_diff"]
+    columns = [
+        "model",
+        "prompts",
+        "ours_ms_per_prompt",
+        "shared_ms_per_prompt",
+        "sam_ms_per_prompt",
+        "sam/ours",
+        "sam/shared",
+        "max_logit_diff",
+        "shared_max_logit_diff",
+    ]
     report(f"decoder_{args.model}", rows, columns, extra)
 
 

@@ -79,7 +79,9 @@ def main() -> None:
     if args.sam_batch:
         columns += [f"sam_batch{args.sam_batch}_s", f"speedup_vs_batch{args.sam_batch}"]
     extra = {"points_per_call": EverythingSettings().points_per_batch, "repeats": args.repeats}
-    report(f"everything_mode_{args.model}", rows, columns, extra)
+    relaxed = (args.pred_iou_thresh, args.stability_thresh) != (0.88, 0.95)
+    extra.update(pred_iou_thresh=args.pred_iou_thresh, stability_score_thresh=args.stability_thresh)
+    report(f"everything_mode_{args.model}{'_relaxed' if relaxed else ''}", rows, columns, extra)
 
 
 _LITE = []

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -28,7 +27,6 @@ def test_slurm_launcher_runs_one_task_per_gpu_with_time_and_memory(tmp_path):
     assert OmegaConf.select(cfg, "hydra.callbacks.merge_sweep._target_").endswith("MergeSweepResults")
 
 
-@pytest.mark.slow
 def test_two_job_quick_sweep_through_submitit_writes_the_merged_tables(tmp_path):
     sweep = tmp_path / "sweep"
     proc = subprocess.run(

@@ -44,12 +44,16 @@ class Compute:
             (:func:`~sam4med.evaluation.decoding.prompts_per_call`).
         bf16: bfloat16 autocast for the mask decoder in evaluation (a GPU option).
         compile: ``torch.compile`` the image encoder (a GPU option).
+        shared_decoder: decode S2–S6 with :mod:`sam4med.models.shared_decoder`, which does the work the
+            prompts of one image share once (outputs equal to segment_anything's decoder up to float
+            rounding; off: segment_anything's decoder, bit-identical to ``SamPredictor``).
     """
 
     device: str = "auto"
     prompts_per_call: int | None = None
     bf16: bool = False
     compile: bool = False
+    shared_decoder: bool = False
 
     def __post_init__(self) -> None:
         if self.prompts_per_call is not None and int(self.prompts_per_call) < 1:

@@ -12,6 +12,11 @@ or dtype, or whose bytes do not match the checksum (a truncated file, a flipped 
 swapped) is reported once in the log, removed and recomputed. Entries are written under a per-process
 temporary name and renamed, so two processes writing one entry at once leave a valid entry.
 
+Misses can be encoded ``batch_size`` images per encoder call (:meth:`EmbeddingCache.fill`; a GPU
+option). A batched encoder call gives the same embeddings up to float rounding, so entries made with
+``batch_size`` > 1 carry it in their key: a run always meets the entries of its own batch size and its
+numbers are reproducible; ``batch_size: 1`` (the default) keeps the keys of earlier versions.
+
 Check a whole cache with ``python -m sam4med.embeddings verify <cache dir>``.
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -69,13 +75,17 @@ class EmbeddingCache:
     Args:
         directory: where entries live (``<dir>/<key[:2]>/<key>.pt``); None keeps nothing on disk.
         dtype: ``float32`` or ``float16`` storage precision.
+        batch_size: images per encoder call when :meth:`fill` encodes misses (1: one at a time).
     """
 
-    def __init__(self, directory: str | Path | None, dtype: str = "float32") -> None:
+    def __init__(self, directory: str | Path | None, dtype: str = "float32", batch_size: int = 1) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"embedding cache dtype must be one of {sorted(DTYPES)}, got '{dtype}'")
+        if int(batch_size) < 1:
+            raise ValueError(f"embedding cache batch_size must be at least 1, got {batch_size}")
         self.directory = Path(directory) if directory else None
         self.dtype = DTYPES[dtype]
+        self.batch_size = int(batch_size)
         self.hits = 0
         self.misses = 0
         self.damaged = 0
@@ -90,6 +100,8 @@ class EmbeddingCache:
         digest = hashlib.sha256()
         digest.update(encoder_key.encode())
         digest.update(str(self.dtype).encode())
+        if self.batch_size > 1:  # batched encoding rounds differently: its entries are its own
+            digest.update(f"batch{self.batch_size}".encode())
         digest.update(str(image.shape).encode())
         digest.update(np.ascontiguousarray(image).tobytes())
         return digest.hexdigest()
@@ -135,6 +147,29 @@ class EmbeddingCache:
         stored = model.embed_image(image).cpu().to(self.dtype)
         self.store(key, stored)
         return key, stored.float()
+
+    def fill(self, model: SamModel, images: Sequence[np.ndarray]) -> list[str]:
+        """Keys of ``images`` (each H x W x 3 uint8), encoding the missing ones ``batch_size`` per encoder call.
+
+        With ``batch_size`` 1 this is :meth:`get_with_key` image by image. Images of one call are
+        preprocessed to the model's square input, so images of different sizes share a call.
+        """
+        if self.batch_size == 1:
+            return [self.get_with_key(model, image)[0] for image in images]
+        keys = [self.key(model, image) for image in images]
+        missing = []
+        for key, image in zip(keys, images, strict=True):
+            if self.load(key) is not None:
+                self.hits += 1
+            else:
+                missing.append((key, image))
+        for start in range(0, len(missing), self.batch_size):
+            part = missing[start : start + self.batch_size]
+            batch = torch.stack([model.preprocessing.image_to_tensor(image) for _, image in part])
+            for (key, _), embedding in zip(part, model.encode(batch).cpu().to(self.dtype), strict=True):
+                self.store(key, embedding.clone())
+                self.misses += 1
+        return keys
 
     def get(self, model: SamModel, image: np.ndarray) -> torch.Tensor:
         """Embedding of ``image`` (H x W x 3 uint8): C x h x w float32 on the CPU."""

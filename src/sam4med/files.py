@@ -23,9 +23,11 @@ def _temporary(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write a text file atomically."""
+def write_text(path: Path, text: str, *, unique_tmp: bool = False) -> None:
+    """Write a text file atomically; ``unique_tmp`` names the temporary file by process (concurrent writers)."""
     tmp = _temporary(Path(path))
+    if unique_tmp:
+        tmp = tmp.with_name(f"{Path(path).name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 

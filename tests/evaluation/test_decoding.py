@@ -4,15 +4,18 @@ import numpy as np
 import pytest
 import torch
 
+import sam4med.models.sam_model as sam_model
 from sam4med.compute import Compute
 from sam4med.data.dataset import CosmosDataset
+from sam4med.embeddings import EmbeddingCache
 from sam4med.errors import ConfigError
 from sam4med.evaluation.decoding import decode_in_calls, prompts_per_call
 from sam4med.evaluation.everything import EverythingSettings
 from sam4med.evaluation.predict import predict, prompts_to_tensors
-from sam4med.evaluation.session import EvaluationSettings
+from sam4med.evaluation.session import EvaluationSession, EvaluationSettings
 from sam4med.models.multimask import Multimask
 from sam4med.prompts.generate import make_prompt
+from sam4med.prompts.store import PromptStore
 
 
 def test_call_size_follows_the_device_budget():
@@ -81,3 +84,38 @@ def test_compute_refuses_a_call_size_below_one_and_reaches_the_settings():
         ).compute
         == Compute()
     )
+
+
+@pytest.mark.parametrize("strategy", ["S2", "S3", "S4", "S5", "S6"])
+@pytest.mark.parametrize("multimask", [Multimask.SINGLE, Multimask.ORACLE])
+def test_shared_work_decoder_gives_the_same_masks(tiny_model, synthetic_root, strategy, multimask):
+    dataset = CosmosDataset(synthetic_root)
+    for index in range(3):
+        item = dataset[index]
+        prompts = [
+            make_prompt(m, strategy, seed=0, object_key=o.key) for o, m in zip(item.objects, item.masks, strict=True)
+        ]
+        size, embedding = item.image.shape[:2], tiny_model.embed_image(item.image)
+        kwargs = {"multimask": multimask, "gt_masks": item.masks, "per_call": 2}
+        reference = predict(tiny_model, embedding, prompts, size, **kwargs)
+        shared = predict(tiny_model, embedding, prompts, size, shared_work=True, **kwargs)
+        np.testing.assert_array_equal(shared.masks, reference.masks)
+        np.testing.assert_array_equal(shared.choice, reference.choice)
+        np.testing.assert_allclose(shared.scores, reference.scores, atol=1e-6)
+
+
+def test_compute_setting_reaches_the_decoder(tiny_model, synthetic_root, monkeypatch):
+    calls = []
+    original = sam_model.shared_decoder.decode
+    monkeypatch.setattr(sam_model.shared_decoder, "decode", lambda *a: calls.append(1) or original(*a))
+    settings = EvaluationSettings.build(
+        strategies=["S5"],
+        multimask="single",
+        everything=EverythingSettings(),
+        split="test",
+        compute=Compute(shared_decoder=True),
+    )
+    session = EvaluationSession(".", settings, prompts=PromptStore(seed=0), cache=EmbeddingCache(None))
+    dataset = CosmosDataset(synthetic_root, image_ids=["syn0000"])
+    rows = session.score(tiny_model, dataset, phase="zero_shot", log_name=None, progress=False)
+    assert rows and calls

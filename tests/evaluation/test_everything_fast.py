@@ -78,4 +78,57 @@ def test_fast_mode_equals_sams_generator_with_litemedsam(colin27_root):
         reference = SamGenerator(model, settings)(embedding, image.shape[:2])
         assert_same(EverythingMode(model, settings)(embedding, image.shape[:2]), reference, exact=True)
         found += len(reference.masks)
+        # a threshold some LiteMedSAM masks pass, so the prefilter (real weights) both keeps and drops points
+        low = replace(settings, pred_iou_thresh=0.1)
+        reference = SamGenerator(model, low)(embedding, image.shape[:2])
+        assert_same(EverythingMode(model, low)(embedding, image.shape[:2]), reference, exact=False)
     assert found >= 2
+
+
+@pytest.mark.parametrize("case", ["iou filter only", "stability filter", "small regions removed"])
+def test_prefilter_changes_no_mask_and_decodes_fewer_points(diverse_model, synthetic_root, case, monkeypatch):
+    # at 0.15 every grid point of this model has a mask within the margin; at 0.25 more than half are dropped
+    settings = replace(CASES[case], pred_iou_thresh=0.25)
+    image = CosmosDataset(synthetic_root)[0].image
+    embedding = diverse_model.embed_image(image)
+    decoded = {True: 0, False: 0}
+    results = {}
+    for prefilter in (True, False):
+        mode = EverythingMode(diverse_model, settings, prefilter=prefilter)
+        decode = mode._decode
+
+        def counting(points, image_embedding, decode=decode, prefilter=prefilter):
+            decoded[prefilter] += len(points)
+            return decode(points, image_embedding)
+
+        monkeypatch.setattr(mode, "_decode", counting)
+        results[prefilter] = mode(embedding, image.shape[:2])
+    assert len(results[False].masks) >= 1
+    assert_same(results[True], results[False], exact=False)
+    assert decoded[False] == settings.points_per_side**2
+    assert decoded[True] < decoded[False]
+
+
+def test_prefilter_that_keeps_no_point_gives_no_mask(diverse_model, synthetic_root):
+    image = CosmosDataset(synthetic_root)[0].image
+    embedding = diverse_model.embed_image(image)
+    settings = replace(BASE, pred_iou_thresh=0.99)  # a random decoder's predicted IoU stays far below
+    ours = EverythingMode(diverse_model, settings)(embedding, image.shape[:2])
+    reference = SamGenerator(diverse_model, settings)(embedding, image.shape[:2])
+    assert len(reference.masks) == 0
+    assert_same(ours, reference, exact=True)
+    assert ours.masks.shape == (0, *image.shape[:2])
+
+
+def test_prefilter_gives_up_where_most_points_pass(diverse_model, synthetic_root, monkeypatch):
+    import sam4med.evaluation.everything as everything
+
+    image = CosmosDataset(synthetic_root)[0].image
+    embedding = diverse_model.embed_image(image)
+    settings = replace(BASE, points_per_batch=16)  # at 0.15 every point of this model passes the prefilter
+    calls = []
+    original = everything.shared_decoder.predict_iou
+    monkeypatch.setattr(everything.shared_decoder, "predict_iou", lambda *a: calls.append(1) or original(*a))
+    ours = EverythingMode(diverse_model, settings)(embedding, image.shape[:2])
+    assert len(calls) == 1  # stopped after the first call: 16 of 16 points passed
+    assert_same(ours, SamGenerator(diverse_model, settings)(embedding, image.shape[:2]), exact=False)

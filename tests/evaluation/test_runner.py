@@ -125,3 +125,12 @@ def test_all_rows_have_the_objects_of_their_image(tiny_model, dataset, tmp_path)
         expected = [o.key for i in range(len(dataset)) for o in dataset[i].objects]
         assert keys == expected
     assert np.isfinite([r.score for r in rows]).all()
+
+
+def test_batched_encoding_scores_like_one_image_at_a_time(tiny_model, dataset, tmp_path):
+    one = run(tiny_model, dataset, EmbeddingCache(tmp_path / "c1"), tmp_path, "one", strategies=["S2", "S5"])
+    cache = EmbeddingCache(tmp_path / "c2", batch_size=2)
+    two = run(tiny_model, dataset, cache, tmp_path, "two", strategies=["S2", "S5"])
+    assert cache.misses == len(dataset)  # each image encoded once, in the batched prefill
+    assert [(r.object_key, r.strategy) for r in two] == [(r.object_key, r.strategy) for r in one]
+    np.testing.assert_allclose([r.dice for r in two], [r.dice for r in one], atol=1e-6)

@@ -109,3 +109,31 @@ def test_runs_of_one_seed_write_no_seed_table(tmp_path):
     fake_run(tmp_path / "0", "vit_b", ["model=vit_b"], 0.5)
     fake_run(tmp_path / "1", "vit_h", ["model=vit_h"], 0.6)
     assert "seeds_csv" not in write_sweep_tables(tmp_path)
+
+
+@pytest.mark.slow
+def test_train_sweep_scores_its_zero_shot_baseline_once(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "-m",
+            "experiment=quick",
+            "trainer.max_epochs=1,2",
+            "trainer.enable_progress_bar=false",
+            f"paths.root_dir={tmp_path}",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    logs = [(tmp_path / "sweep" / job / "train.log").read_text() for job in ("0", "1")]
+    assert "results reused" not in logs[0] and "18 (image, strategy) results reused" in logs[1]
+    frames = [pd.read_csv(tmp_path / "sweep" / job / "results" / "metrics.csv") for job in ("0", "1")]
+    zero_shot = [f[f.phase == "zero_shot"].reset_index(drop=True) for f in frames]
+    pd.testing.assert_frame_equal(zero_shot[0], zero_shot[1])
+    prompts = [(tmp_path / "sweep" / job / "results" / "prompts.json").read_text() for job in ("0", "1")]
+    assert prompts[0] == prompts[1]

@@ -64,6 +64,8 @@ class BeforeAfterEvaluation(Callback):
         overlay_strategy: the strategy whose prompts the overlays draw (None: S6, else S4, S5, S3, S2).
         everything: S1 settings (grid size, filters; ``EverythingSettings()`` are SAM's defaults).
         compute: where the evaluation runs (``auto``: the trainer's device), decoder call size, bf16.
+        zero_shot_dir: folder of zero-shot rows shared between runs, so the jobs of a sweep that score
+            the same images with the same settings score the baseline once; None: each run its own.
     """
 
     def __init__(
@@ -79,8 +81,10 @@ class BeforeAfterEvaluation(Callback):
         overlay_strategy: str | None = None,
         everything: EverythingSettings,
         compute: Compute | None = None,
+        zero_shot_dir: str | Path | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
+        self.zero_shot_dir = zero_shot_dir
         self.settings = EvaluationSettings.build(
             strategies=strategies, multimask=multimask, everything=everything, split=split, compute=compute
         )
@@ -101,7 +105,9 @@ class BeforeAfterEvaluation(Callback):
         prompts = PromptStore(
             seed=self.seed, sampling=self.sampling, read_from=prompts_file, write_to=prompts_file if rank == 0 else None
         )
-        return EvaluationSession(self.output_dir, self.settings, prompts=prompts, cache=datamodule.cache)
+        return EvaluationSession(
+            self.output_dir, self.settings, prompts=prompts, cache=datamodule.cache, zero_shot_dir=self.zero_shot_dir
+        )
 
     def _run(self, trainer: pl.Trainer, module: DecoderFineTuner, phase: str) -> None:
         datamodule = self._datamodule(trainer)

@@ -90,11 +90,16 @@ class DecoderSamples(Dataset):
         rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         shared = cache is not None and cache.directory is not None
         bar = tqdm(range(len(dataset)), desc=f"{mode} samples", unit="img", disable=not progress or rank > 0)
+        pending: list[tuple[int, np.ndarray]] = []  # images to encode, cache.batch_size per encoder call
         for index in bar:
             item = dataset[index]
             self.items += [(index, k, obj.key) for k, obj in enumerate(item.objects)]
-            if mode == "cached" and item.objects and (not shared or index % world == rank):
-                self.keys[index], _ = cache.get_with_key(model, item.image)  # ranks share the work
+            if mode == "cached" and item.objects and (not shared or index % world == rank):  # ranks share the work
+                pending.append((index, item.image))
+            if pending and (len(pending) == cache.batch_size or index == len(dataset) - 1):
+                keys = cache.fill(model, [image for _, image in pending])
+                self.keys.update({i: key for (i, _), key in zip(pending, keys, strict=True)})
+                pending = []
         if mode == "cached" and shared and world > 1:
             dist.barrier()
             for index in range(len(dataset)):

@@ -38,12 +38,13 @@ def decode_in_calls(
     boxes: torch.Tensor | None,
     multimask_output: bool,
     per_call: int | None = None,
+    shared_work: bool = False,
 ) -> DecoderOutput:
     """:meth:`SamModel.decode` of N prompts in calls of ``per_call`` prompts (None: :func:`prompts_per_call`).
 
     Arguments are those of :meth:`SamModel.decode` (points N x P x 2 XY and boxes N x 4 XYXY, in
-    model-input pixels); the outputs (N x M x h x w logits, N x M predicted IoU) are concatenated in
-    prompt order.
+    model-input pixels, and ``shared_work``); the outputs (N x M x h x w logits, N x M predicted IoU) are
+    concatenated in prompt order.
     """
     n = len(point_coords) if point_coords is not None else len(boxes)
     size = prompts_per_call(model.device, embedding, per_call)
@@ -57,6 +58,7 @@ def decode_in_calls(
             point_labels=point_labels[part] if point_labels is not None else None,
             boxes=boxes[part] if boxes is not None else None,
             multimask_output=multimask_output,
+            shared_work=shared_work,
         )
         logits.append(out.low_res_logits.float())  # float32 also under bf16 autocast
         ious.append(out.iou_predictions.float())

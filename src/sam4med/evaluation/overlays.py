@@ -206,7 +206,10 @@ def overlay_figure(target: str, rows: Sequence[tuple[Example, tuple]], dice: Map
         ),
         Line2D([], [], color="yellow", linestyle="--", linewidth=1.8, label="box"),
     ]
-    fig.suptitle(f"{target}: typical (median), good (90th pct.) and bad (10th pct.) Dice", fontsize=11)
+    ranked_by = label(names[-1]) if names else "the last phase"
+    fig.suptitle(
+        f"{target}: typical (median), good (90th pct.) and bad (10th pct.) object by {ranked_by} Dice", fontsize=11
+    )
     legend_below(fig, handles, [h.get_label() for h in handles], fontsize=9)
     return fig
 

@@ -55,6 +55,7 @@ def predict(
     multimask: Multimask,
     gt_masks: np.ndarray | None = None,
     per_call: int | None = None,
+    shared_work: bool = False,
 ) -> Prediction:
     """Masks for ``prompts`` (all of one strategy) on the image whose embedding is given.
 
@@ -67,6 +68,7 @@ def predict(
         gt_masks: N x H x W ground truth, needed for ``oracle``.
         per_call: prompts per decoder call; None: sized for the device and embedding
             (:func:`~sam4med.evaluation.decoding.prompts_per_call`).
+        shared_work: decode with the shared-work decoder (:mod:`sam4med.models.shared_decoder`).
     """
     coords, labels, boxes = prompts_to_tensors(prompts, model, original_size)
     out = decode_in_calls(
@@ -77,6 +79,7 @@ def predict(
         boxes=boxes,
         multimask_output=multimask.multimask_output,
         per_call=per_call,
+        shared_work=shared_work,
     )
     logits = model.preprocessing.logits_to_original(out.low_res_logits, original_size)
     masks = (logits > 0).cpu().numpy()  # N x M x H x W

@@ -10,6 +10,10 @@ Each log line carries ``settings``, a hash of everything that determines its row
 :func:`settings_hash`); a re-run whose settings differ from the logged rows of its phase is refused,
 so a run folder re-used with another model, decoder, input clipping, mask selection, S1 grid, prompt
 seed or prompt sampling never mixes stale rows into new results.
+
+Zero-shot rows can also be shared between runs (``zero_shot_store``, see
+:mod:`sam4med.evaluation.zero_shot_store`): the jobs of a sweep that score the same images under the
+same settings hash read the rows the first of them wrote instead of decoding again.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from sam4med.evaluation.everything import EverythingMode, EverythingSettings, ma
 from sam4med.evaluation.predict import predict
 from sam4med.evaluation.results import COLUMNS, ObjectResult
 from sam4med.evaluation.scoring import score_objects
+from sam4med.evaluation.zero_shot_store import ZeroShotStore
 from sam4med.files import write_text
 from sam4med.models.multimask import Multimask
 from sam4med.models.sam_model import SamModel
@@ -129,6 +134,7 @@ def _score_image(
     multimask: Multimask,
     everything: EverythingMode | None,
     per_call: int | None,
+    shared_work: bool = False,
 ) -> list[ObjectResult]:
     size = item.image.shape[:2]
     if strategy == "S1":
@@ -138,7 +144,16 @@ def _score_image(
         masks, scores, candidates = matched.masks, matched.scores, len(generated.masks)
     else:
         batch = [prompts.get(m, strategy, o.key) for o, m in zip(item.objects, item.masks, strict=True)]
-        pred = predict(model, embedding, batch, size, multimask=multimask, gt_masks=item.masks, per_call=per_call)
+        pred = predict(
+            model,
+            embedding,
+            batch,
+            size,
+            multimask=multimask,
+            gt_masks=item.masks,
+            per_call=per_call,
+            shared_work=shared_work,
+        )
         masks, scores, candidates = pred.masks, pred.scores, 3 if multimask.multimask_output else 1
     return score_objects(
         phase=phase,
@@ -158,6 +173,35 @@ def s1_empty_images(rows: Sequence[ObjectResult]) -> tuple[int, int]:
     return sum(1 for c in images.values() if c == 0), len(images)
 
 
+def _prefill(
+    model: SamModel,
+    dataset: CosmosDataset,
+    cache: EmbeddingCache,
+    strategies: Sequence[str],
+    done: set[tuple[str, str]],
+    *,
+    zero_shot_store: ZeroShotStore | None,
+    settings: str,
+    progress: bool,
+) -> None:
+    """Put the embeddings that scoring will need into ``cache``, ``cache.batch_size`` images per encoder call."""
+    chunk: list[ImageItem] = []
+    for index in tqdm(range(len(dataset)), desc="embeddings", unit="img", leave=False, disable=not progress):
+        record = dataset.records[index]
+        todo = [s for s in strategies if (record.image_id, s) not in done]
+        if not todo:
+            continue
+        item = dataset[index]
+        stored = zero_shot_store is not None and all(zero_shot_store.has(settings, item, s) for s in todo)
+        if item.objects and not stored:
+            chunk.append(item)
+        if len(chunk) == cache.batch_size:
+            cache.fill(model, [it.image for it in chunk])
+            chunk = []
+    if chunk:
+        cache.fill(model, [it.image for it in chunk])
+
+
 def score_dataset(
     model: SamModel,
     dataset: CosmosDataset,
@@ -170,8 +214,10 @@ def score_dataset(
     everything: EverythingSettings,
     prompts_per_call: int | None = None,
     bf16: bool = False,
+    shared_decoder: bool = False,
     log_path: str | Path | None = None,
     progress: bool = True,
+    zero_shot_store: ZeroShotStore | None = None,
 ) -> list[ObjectResult]:
     """Score every object of every image in ``dataset`` under each strategy.
 
@@ -190,8 +236,12 @@ def score_dataset(
             device (:func:`~sam4med.evaluation.decoding.prompts_per_call`) under S2–S6 and
             ``everything.points_per_batch`` under S1. Masks do not depend on it.
         bf16: decode under bfloat16 autocast (a GPU option; the image encoder is not autocast).
+        shared_decoder: decode S2–S6 with :mod:`sam4med.models.shared_decoder` (the work the prompts of
+            an image share done once); S1 always prefilters with it and decodes its survivors with SAM's.
         log_path: JSON-lines file of finished rows (resumable); None keeps rows in memory only.
         progress: show a progress bar over images.
+        zero_shot_store: rows shared between runs (:class:`~sam4med.evaluation.zero_shot_store.ZeroShotStore`),
+            read and written for the zero-shot phase only; None scores everything here.
     """
     path = Path(log_path) if log_path else None
     settings = settings_hash(model, dataset, prompts, phase=phase, multimask=multimask, everything=everything)
@@ -200,9 +250,16 @@ def score_dataset(
     if path is not None and path.is_file():  # drop a cut or outdated tail, so appended rows stay readable
         write_text(path, _log_lines(logged))
     done = {(r.image_id, r.strategy) for r in results}
+    store = zero_shot_store if phase in BASE_DECODER_PHASES else None  # fine-tuned rows are a run's own
+    store_hits = store.hits if store is not None else 0
     model.eval()
     s1 = EverythingMode(model, everything, per_call=prompts_per_call) if "S1" in strategies else None
     hits, misses, embed_seconds = cache.hits, cache.misses, 0.0
+    if cache.batch_size > 1:  # encode the missing embeddings first, batch_size images per encoder call
+        start = time.perf_counter()
+        _prefill(model, dataset, cache, strategies, done, zero_shot_store=store, settings=settings, progress=progress)
+        embed_seconds += time.perf_counter() - start
+    prefilled = cache.misses - misses
     saved_at = time.perf_counter()
     bar = tqdm(range(len(dataset)), desc=f"evaluate {phase}", unit="img", disable=not progress)
     for index in bar:
@@ -213,14 +270,23 @@ def score_dataset(
         item = dataset[index]
         if not item.objects:
             continue
-        start = time.perf_counter()
-        embedding = cache.get(model, item.image)
-        embed_seconds += time.perf_counter() - start
+        embedding = None
         new_rows = []
         for strategy in todo:
             bar.set_postfix_str(strategy)
+            stored = store.get(settings, item, strategy, phase) if store is not None else None
+            if stored is not None:
+                if strategy != "S1":  # the run's prompts file still holds every prompt its rows were made with
+                    for obj, mask in zip(item.objects, item.masks, strict=True):
+                        prompts.get(mask, strategy, obj.key)
+                new_rows += stored
+                continue
+            if embedding is None:
+                start = time.perf_counter()
+                embedding = cache.get(model, item.image)
+                embed_seconds += time.perf_counter() - start
             with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-                new_rows += _score_image(
+                rows = _score_image(
                     model,
                     item,
                     embedding,
@@ -230,7 +296,11 @@ def score_dataset(
                     multimask=multimask,
                     everything=s1,
                     per_call=prompts_per_call,
+                    shared_work=shared_decoder,
                 )
+            if store is not None:
+                store.put(settings, item, strategy, rows)
+            new_rows += rows
         if time.perf_counter() - saved_at >= PROMPT_SAVE_SECONDS:
             prompts.save()
             saved_at = time.perf_counter()
@@ -240,7 +310,7 @@ def score_dataset(
                 handle.write(_log_lines([(settings, r) for r in new_rows]))
         results += new_rows
     prompts.save()
-    reused, computed = cache.hits - hits, cache.misses - misses
+    reused, computed = cache.hits - hits - prefilled, cache.misses - misses
     log.info(
         "%s: image embeddings: %d reused from the cache, %d computed (%.1f s getting them)",
         phase,
@@ -248,6 +318,13 @@ def score_dataset(
         computed,
         embed_seconds,
     )
+    if store is not None and store.hits > store_hits:
+        log.info(
+            "%s: %d (image, strategy) results reused from %s (same images and settings)",
+            phase,
+            store.hits - store_hits,
+            store.directory,
+        )
     if s1 is not None:
         empty, images = s1_empty_images(results)
         log.info("%s: S1 generated no mask on %d of %d images (their objects score Dice 0)", phase, empty, images)

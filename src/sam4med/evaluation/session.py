@@ -20,6 +20,7 @@ from sam4med.errors import ConfigError, DataError
 from sam4med.evaluation.everything import EverythingSettings
 from sam4med.evaluation.results import ObjectResult, to_frame, write_results
 from sam4med.evaluation.runner import ALL_STRATEGIES, s1_empty_images, score_dataset
+from sam4med.evaluation.zero_shot_store import ZeroShotStore
 from sam4med.models.multimask import Multimask
 from sam4med.models.sam_model import SamModel
 from sam4med.prompts.store import PromptStore
@@ -77,15 +78,24 @@ class EvaluationSession:
         settings: strategies, mask selection, S1 settings and split.
         prompts: the prompt store every phase draws from.
         cache: embedding cache (each image is encoded once for all strategies and phases).
+        zero_shot_dir: folder of zero-shot rows shared between runs (a sweep scores its baseline once,
+            see :mod:`sam4med.evaluation.zero_shot_store`); None: every run scores its own.
     """
 
     def __init__(
-        self, results_dir: str | Path, settings: EvaluationSettings, *, prompts: PromptStore, cache: EmbeddingCache
+        self,
+        results_dir: str | Path,
+        settings: EvaluationSettings,
+        *,
+        prompts: PromptStore,
+        cache: EmbeddingCache,
+        zero_shot_dir: str | Path | None = None,
     ) -> None:
         self.results_dir = Path(results_dir)
         self.settings = settings
         self.prompts = prompts
         self.cache = cache
+        self.zero_shot_store = ZeroShotStore(zero_shot_dir) if zero_shot_dir else None
 
     def score(
         self,
@@ -114,8 +124,10 @@ class EvaluationSession:
             everything=self.settings.everything,
             prompts_per_call=self.settings.compute.prompts_per_call,
             bf16=self.settings.compute.bf16,
+            shared_decoder=self.settings.compute.shared_decoder,
             log_path=self.results_dir / log_name if log_name else None,
             progress=progress,
+            zero_shot_store=self.zero_shot_store,
         )
         if not rows and len(dataset):
             raise DataError(

@@ -42,6 +42,7 @@ def demo_run(kind: str, folder: str | Path) -> Path:
         cfg.paths.output_dir = str(folder / "run")
         cfg.paths.data_dir = str(folder / "data")
         cfg.paths.cache_dir = str(folder / "cache")
+        cfg.paths.zero_shot_dir = str(folder / "zero_shot")
     if kind == "evaluate":
         return evaluate_model(cfg)
     fine_tune(cfg)

@@ -71,7 +71,13 @@ def evaluate_model(cfg: DictConfig) -> Path:
         )
     else:
         prompts = PromptStore(seed=cfg.seed, sampling=sampling, read_from=prompts_file, write_to=prompts_file)
-    session = EvaluationSession(results_dir, settings, prompts=prompts, cache=instantiate(cfg.embeddings))
+    session = EvaluationSession(
+        results_dir,
+        settings,
+        prompts=prompts,
+        cache=instantiate(cfg.embeddings),
+        zero_shot_dir=None if cfg.prompts.file else cfg.get("zero_shot_dir"),
+    )
     rows = session.score(model, dataset, phase=phase)
     meta = session.describe(model, rows, title=f"{phase} evaluation", finetuned=cfg.get("finetuned") or "")
     frame = session.write(rows, meta)

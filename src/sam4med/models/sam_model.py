@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sam4med.models import shared_decoder
 from sam4med.models.preprocessing import Preprocessing
 
 
@@ -111,6 +112,7 @@ class SamModel(nn.Module):
         point_labels: torch.Tensor | None,
         boxes: torch.Tensor | None,
         multimask_output: bool,
+        shared_work: bool = False,
     ) -> DecoderOutput:
         """Decode N prompts on one image in one call.
 
@@ -120,6 +122,8 @@ class SamModel(nn.Module):
             point_labels: N x P labels (1 foreground, 0 background), or None.
             boxes: N x 4 XYXY boxes in model-input pixels, or None.
             multimask_output: return SAM's three multimask outputs instead of the single mask.
+            shared_work: decode with :mod:`sam4med.models.shared_decoder` (the work all prompts of the
+                image share done once; equal to segment_anything's decoder up to float rounding).
         """
         if image_embedding.dim() == 3:
             image_embedding = image_embedding[None]
@@ -128,6 +132,13 @@ class SamModel(nn.Module):
             points = (point_coords.to(self.device, torch.float32), point_labels.to(self.device, torch.int))
         box_tensor = boxes.to(self.device, torch.float32) if boxes is not None else None
         sparse, dense = self.prompt_encoder(points=points, boxes=box_tensor, masks=None)
+        if shared_work:
+            no_mask = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+            logits, iou = shared_decoder.decode(
+                self.mask_decoder, image_embedding.to(self.device), self.prompt_encoder.get_dense_pe(), no_mask, sparse
+            )
+            chosen = slice(1, None) if multimask_output else slice(0, 1)  # as MaskDecoder.forward
+            return DecoderOutput(low_res_logits=logits[:, chosen], iou_predictions=iou[:, chosen])
         logits, iou = self.mask_decoder(
             image_embeddings=image_embedding.to(self.device),
             image_pe=self.prompt_encoder.get_dense_pe(),

@@ -1,0 +1,91 @@
+"""Zero-shot rows shared between runs, so every job of a sweep scores the same baseline once.
+
+A zero-shot row depends on the base model and the scoring settings (together the settings hash of
+:func:`sam4med.evaluation.runner.settings_hash`: weights, preprocessing, mask selection, S1 settings,
+prompt seed and sampling, input clipping, minimum object area) and on the image with its objects. So
+the rows of one image under one strategy are stored under both:
+
+    <directory>/<settings hash>/<fingerprint[:2]>/<fingerprint>-<strategy>.json
+
+where the fingerprint is a SHA-256 of the image id, the image's pixels, its pixel spacing, its objects
+(label map, value, name, modality) and their ground-truth masks. A job that trains with another
+learning rate, loss or number of epochs, but scores the same images with the same settings, reads the
+rows its predecessor wrote instead of decoding again; a job with another prompt seed, backbone or
+split finds nothing and scores as usual. Each file is written atomically under a name unique to the
+writing process, so jobs running at once leave a valid file; one that cannot be read as rows (cut,
+damaged, of another format or of another image) is logged once and scored again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from sam4med.data.dataset import ImageItem
+from sam4med.evaluation.results import COLUMNS, ObjectResult
+from sam4med.files import write_text
+
+log = logging.getLogger("sam4med")
+
+
+def fingerprint(item: ImageItem) -> str:
+    """SHA-256 of everything of an image that its rows depend on (id, pixels, spacing, objects, masks)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([item.record.image_id, item.record.spacing]).encode())
+    digest.update(f"{item.image.dtype}{item.image.shape}".encode())
+    digest.update(item.image.tobytes())
+    digest.update(json.dumps([[o.label_map, o.label_value, o.object_name, o.modality] for o in item.objects]).encode())
+    digest.update(f"{item.masks.shape}".encode())
+    digest.update(item.masks.tobytes())
+    return digest.hexdigest()
+
+
+class ZeroShotStore:
+    """Rows of (settings, image, strategy) in files under ``directory`` (see the module docstring).
+
+    Args:
+        directory: the shared folder (``paths.zero_shot_dir``, under the root shared by every run).
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, settings: str, item: ImageItem, strategy: str) -> Path:
+        key = fingerprint(item)
+        return self.directory / settings / key[:2] / f"{key}-{strategy}.json"
+
+    def has(self, settings: str, item: ImageItem, strategy: str) -> bool:
+        """Whether rows of (settings, image, strategy) are stored (not whether they are usable)."""
+        return self._path(settings, item, strategy).is_file()
+
+    def get(self, settings: str, item: ImageItem, strategy: str, phase: str) -> list[ObjectResult] | None:
+        """The stored rows, relabelled ``phase``; None when there are none (or they cannot be used)."""
+        path = self._path(settings, item, strategy)
+        if not path.is_file():
+            self.misses += 1
+            return None
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, list) or any(not isinstance(row, dict) or set(row) != set(COLUMNS) for row in data):
+                raise ValueError("not a list of result rows")
+            rows = [ObjectResult(**{**row, "phase": phase}) for row in data]
+            expected = sorted(o.key for o in item.objects)
+            if sorted(r.object_key for r in rows) != expected or any(r.strategy != strategy for r in rows):
+                raise ValueError("rows of other objects or another strategy")
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            log.warning("%s: stored zero-shot rows unusable (%s); scoring again", path, error)
+            self.misses += 1
+            return None
+        self.hits += 1
+        return rows
+
+    def put(self, settings: str, item: ImageItem, strategy: str, rows: Sequence[ObjectResult]) -> None:
+        """Store the rows of one image under one strategy."""
+        path = self._path(settings, item, strategy)
+        write_text(path, json.dumps([asdict(r) for r in rows]), unique_tmp=True)
