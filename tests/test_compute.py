@@ -1,5 +1,6 @@
 """The compute settings: one device setting (auto picks CUDA when present), GPU options off by default."""
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -68,3 +69,19 @@ def test_bf16_decoding_runs_and_returns_float_results(tiny_model, synthetic_root
         )
     assert len(rows[True]) == len(rows[False]) > 0
     assert all(isinstance(r.dice, float) and 0.0 <= r.dice <= 1.0 for r in rows[True])
+
+
+def test_bf16_encoder_gives_close_embeddings_under_keys_of_their_own(tiny_model, tmp_path):
+    image = np.random.default_rng(0).integers(0, 256, size=(40, 56, 3), dtype=np.uint8)
+    cache = EmbeddingCache(tmp_path)
+    full_key, full = cache.get_with_key(tiny_model, image)
+    try:
+        Compute(bf16_encoder=True).configure(tiny_model)
+        assert tiny_model.encoder_bf16
+        half_key, half = cache.get_with_key(tiny_model, image)
+    finally:
+        Compute().configure(tiny_model)
+    assert half_key != full_key and half.dtype == torch.float32
+    assert not torch.equal(half, full)  # bfloat16 arithmetic did run
+    torch.testing.assert_close(half, full, atol=0.1, rtol=0.05)
+    assert cache.get_with_key(tiny_model, image)[0] == full_key  # back to float32: the float32 entry

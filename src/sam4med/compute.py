@@ -4,9 +4,10 @@
 the model (``trainer.accelerator``) and the embedding precomputation and the before/after evaluation
 follow it, unless ``compute.device`` names another device for the evaluation. The GPU options are
 off by default: ``bf16`` decodes under bfloat16 autocast in evaluation (outputs are returned as
-float32; masks may differ from float32 runs where logits are near 0), ``compile`` compiles the image
-encoder with ``torch.compile``. Both also run on a CPU, where they are rarely faster. The encoder is
-not autocast: embeddings stay float32 so that the embedding cache holds the same entries either way.
+float32; masks may differ from float32 runs where logits are near 0), ``bf16_encoder`` runs the image
+encoder under bfloat16 autocast (its embeddings get cache keys of their own), ``compile`` compiles the
+image encoder with ``torch.compile``, ``shared_decoder`` decodes S2–S6 with the shared-work decoder.
+All also run on a CPU, where they are rarely faster.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Compute:
             (:func:`~sam4med.evaluation.decoding.prompts_per_call`).
         bf16: bfloat16 autocast for the mask decoder in evaluation (a GPU option).
         compile: ``torch.compile`` the image encoder (a GPU option).
+        bf16_encoder: bfloat16 autocast for the image encoder (a GPU option); embeddings are stored as
+            float32 under their own cache keys, so float32 and bf16 entries never mix.
         shared_decoder: decode S2–S6 with :mod:`sam4med.models.shared_decoder`, which does the work the
             prompts of one image share once (outputs equal to segment_anything's decoder up to float
             rounding; off: segment_anything's decoder, bit-identical to ``SamPredictor``).
@@ -53,6 +56,7 @@ class Compute:
     prompts_per_call: int | None = None
     bf16: bool = False
     compile: bool = False
+    bf16_encoder: bool = False
     shared_decoder: bool = False
 
     def __post_init__(self) -> None:
@@ -63,8 +67,14 @@ class Compute:
         """The device to run on (see :func:`resolve_device`)."""
         return resolve_device(self.device, follow)
 
+    def configure(self, model: nn.Module) -> nn.Module:
+        """Set the options that do not move the model (the image encoder's precision); returns it."""
+        model.encoder_bf16 = self.bf16_encoder
+        return model
+
     def place(self, model: nn.Module, follow: torch.device | None = None) -> nn.Module:
         """Move ``model`` to the device (and compile its ``image_encoder`` if asked); returns it."""
+        self.configure(model)
         model.to(self.resolve(follow))
         if self.compile:
             model.image_encoder.compile()  # in place: parameter names, checkpoints and cache keys stay the same

@@ -89,14 +89,15 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
         self.damaged = 0
-        self._encoder_keys: dict[int, str] = {}
+        self._encoder_keys: dict[tuple[int, bool], str] = {}
         self._memory: dict[str, torch.Tensor] = {}
 
     def key(self, model: SamModel, image: np.ndarray) -> str:
         """Cache key of ``image`` (H x W x 3 uint8) under ``model``'s encoder."""
-        encoder_key = self._encoder_keys.get(id(model))
-        if encoder_key is None:  # hashing the weights is not free: once per model object
-            encoder_key = self._encoder_keys[id(model)] = model.encoder_key()
+        which = (id(model), model.encoder_bf16)
+        encoder_key = self._encoder_keys.get(which)
+        if encoder_key is None:  # hashing the weights is not free: once per model object and precision
+            encoder_key = self._encoder_keys[which] = model.encoder_key()
         digest = hashlib.sha256()
         digest.update(encoder_key.encode())
         digest.update(str(self.dtype).encode())

@@ -69,8 +69,9 @@ def settings_hash(
     everything: EverythingSettings,
 ) -> str:
     """SHA-256 (16 hex digits) of what determines a row: backbone, base weights and preprocessing,
-    the decoder weights (unless ``phase`` uses the base decoder), the dataset's input clipping and
-    minimum object area, mask selection, S1 settings, prompt seed and point sampling.
+    the decoder weights (unless ``phase`` uses the base decoder), the image encoder's precision, the
+    dataset's input clipping and minimum object area, mask selection, S1 settings, prompt seed and
+    point sampling.
     """
     parts = {
         "backbone": model.name,
@@ -86,6 +87,8 @@ def settings_hash(
         "clip_percentiles": None if dataset.clip_percentiles is None else list(dataset.clip_percentiles),
         "min_object_area": dataset.min_object_area,
     }
+    if model.encoder_bf16:  # only when set, so float32 rows keep the hashes of earlier versions
+        parts["encoder_bf16"] = True
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 

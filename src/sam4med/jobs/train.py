@@ -81,7 +81,7 @@ def fine_tune(cfg: DictConfig) -> dict[str, Any]:
     if cfg.module.get("multimask") is not None:
         Multimask.parse(cfg.module.multimask)
 
-    model = instantiate(cfg.model)
+    model = instantiate(cfg.compute).configure(instantiate(cfg.model))  # the trainer places it
     cache = instantiate(cfg.embeddings)
     datamodule.attach(model, cache)
     datamodule.save_split(output_dir / "split.csv")

@@ -61,6 +61,8 @@ class SamModel(nn.Module):
         self.mask_decoder = mask_decoder
         self.preprocessing = preprocessing
         self.weights_source = weights_source
+        # run the image encoder under bfloat16 autocast (a GPU option); part of the embedding cache key
+        self.encoder_bf16 = False
 
     def freeze_encoders(self) -> None:
         """Freeze image and prompt encoder: no gradients and eval mode (BatchNorm/dropout fixed)."""
@@ -85,8 +87,9 @@ class SamModel(nn.Module):
         return digest.hexdigest()[:16]
 
     def encoder_key(self) -> str:
-        """Identifies what an image embedding depends on: encoder weights and preprocessing."""
-        return f"{self.name}-{self.module_hash(self.image_encoder)}-{self.preprocessing.key()}"
+        """Identifies what an image embedding depends on: encoder weights, preprocessing and its precision."""
+        precision = "-bf16" if self.encoder_bf16 else ""  # float32 keys stay those of earlier versions
+        return f"{self.name}-{self.module_hash(self.image_encoder)}-{self.preprocessing.key()}{precision}"
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -96,9 +99,12 @@ class SamModel(nn.Module):
             images: B x 3 x S x S preprocessed inputs (see :class:`Preprocessing`).
 
         Returns:
-            B x C x h x w float32 embeddings (C = 256 for every SAM-family backbone).
+            B x C x h x w float32 embeddings (C = 256 for every SAM-family backbone), computed under
+            bfloat16 autocast when ``encoder_bf16`` is set.
         """
-        return self.image_encoder(images.to(self.device)).float()
+        images = images.to(self.device)
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.encoder_bf16):
+            return self.image_encoder(images).float()
 
     def embed_image(self, image: np.ndarray) -> torch.Tensor:
         """Embedding of one HxWx3 uint8 RGB image: C x h x w."""
