@@ -55,9 +55,12 @@ class ZeroShotStore:
         self.directory = Path(directory)
         self.hits = 0
         self.misses = 0
+        self._last: tuple[ImageItem, str] | None = None  # the image asked about last and its fingerprint
 
     def _path(self, settings: str, item: ImageItem, strategy: str) -> Path:
-        key = fingerprint(item)
+        if self._last is None or self._last[0] is not item:  # one hash per image, not per strategy and call
+            self._last = (item, fingerprint(item))
+        key = self._last[1]
         return self.directory / settings / key[:2] / f"{key}-{strategy}.json"
 
     def has(self, settings: str, item: ImageItem, strategy: str) -> bool:
