@@ -57,14 +57,14 @@ def test_batched_fill_encodes_misses_in_batches_with_keys_of_their_own(tiny_mode
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, size=(40 + 4 * k, 56, 3), dtype=np.uint8) for k in range(5)]
     single = EmbeddingCache(tmp_path / "one")
-    single_keys = single.fill(tiny_model, images)
+    single_keys = [key for key, _ in single.get_many(tiny_model, images)]
     calls = []
     encode = tiny_model.encode
     monkeypatch.setattr(tiny_model, "encode", lambda batch: calls.append(len(batch)) or encode(batch))
     batched = EmbeddingCache(tmp_path / "three", batch_size=3)
     batched.get(tiny_model, images[1])  # one entry already there: only four images left to encode
     calls.clear()
-    keys = batched.fill(tiny_model, images)
+    keys = [key for key, _ in batched.get_many(tiny_model, images)]
     assert calls == [3, 1] and (batched.hits, batched.misses) == (1, 5)
     assert set(keys).isdisjoint(single_keys)  # batch size is part of the key
     for key, single_key in zip(keys, single_keys, strict=True):

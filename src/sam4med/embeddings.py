@@ -12,7 +12,7 @@ or dtype, or whose bytes do not match the checksum (a truncated file, a flipped 
 swapped) is reported once in the log, removed and recomputed. Entries are written under a per-process
 temporary name and renamed, so two processes writing one entry at once leave a valid entry.
 
-Misses can be encoded ``batch_size`` images per encoder call (:meth:`EmbeddingCache.fill`; a GPU
+Misses can be encoded ``batch_size`` images per encoder call (:meth:`EmbeddingCache.get_many`; a GPU
 option). A batched encoder call gives the same embeddings up to float rounding, so entries made with
 ``batch_size`` > 1 carry it in their key: a run always meets the entries of its own batch size and its
 numbers are reproducible; ``batch_size: 1`` (the default) keeps the keys of earlier versions.
@@ -75,7 +75,7 @@ class EmbeddingCache:
     Args:
         directory: where entries live (``<dir>/<key[:2]>/<key>.pt``); None keeps nothing on disk.
         dtype: ``float32`` or ``float16`` storage precision.
-        batch_size: images per encoder call when :meth:`fill` encodes misses (1: one at a time).
+        batch_size: images per encoder call when :meth:`get_many` encodes misses (1: one at a time).
     """
 
     def __init__(self, directory: str | Path | None, dtype: str = "float32", batch_size: int = 1) -> None:
@@ -149,28 +149,29 @@ class EmbeddingCache:
         self.store(key, stored)
         return key, stored.float()
 
-    def fill(self, model: SamModel, images: Sequence[np.ndarray]) -> list[str]:
-        """Keys of ``images`` (each H x W x 3 uint8), encoding the missing ones ``batch_size`` per encoder call.
+    def get_many(self, model: SamModel, images: Sequence[np.ndarray]) -> list[tuple[str, torch.Tensor]]:
+        """(key, embedding) of each of ``images`` (H x W x 3 uint8), the missing ones encoded ``batch_size``
+        per encoder call.
 
         With ``batch_size`` 1 this is :meth:`get_with_key` image by image. Images of one call are
         preprocessed to the model's square input, so images of different sizes share a call.
         """
         if self.batch_size == 1:
-            return [self.get_with_key(model, image)[0] for image in images]
-        keys = [self.key(model, image) for image in images]
-        missing = []
-        for key, image in zip(keys, images, strict=True):
-            if self.load(key) is not None:
-                self.hits += 1
-            else:
-                missing.append((key, image))
+            return [self.get_with_key(model, image) for image in images]
+        found: list[tuple[str, torch.Tensor | None]] = []
+        for image in images:
+            key = self.key(model, image)
+            found.append((key, self.load(key)))
+        self.hits += sum(1 for _, embedding in found if embedding is not None)
+        missing = [k for k, (_, embedding) in enumerate(found) if embedding is None]
         for start in range(0, len(missing), self.batch_size):
             part = missing[start : start + self.batch_size]
-            batch = torch.stack([model.preprocessing.image_to_tensor(image) for _, image in part])
-            for (key, _), embedding in zip(part, model.encode(batch).cpu().to(self.dtype), strict=True):
-                self.store(key, embedding.clone())
+            batch = torch.stack([model.preprocessing.image_to_tensor(images[k]) for k in part])
+            for k, embedding in zip(part, model.encode(batch).cpu().to(self.dtype), strict=True):
+                self.store(found[k][0], embedding.clone())
                 self.misses += 1
-        return keys
+                found[k] = (found[k][0], embedding.float())
+        return found
 
     def get(self, model: SamModel, image: np.ndarray) -> torch.Tensor:
         """Embedding of ``image`` (H x W x 3 uint8): C x h x w float32 on the CPU."""

@@ -18,16 +18,15 @@ import torch
 from PIL import Image
 
 
-def _temporary(path: Path) -> Path:
+def _temporary(path: Path, unique: bool = False) -> Path:
+    """The temporary name next to ``path``; ``unique`` adds the process id (for concurrent writers)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(path.name + ".tmp")
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp" if unique else f"{path.name}.tmp")
 
 
 def write_text(path: Path, text: str, *, unique_tmp: bool = False) -> None:
     """Write a text file atomically; ``unique_tmp`` names the temporary file by process (concurrent writers)."""
-    tmp = _temporary(Path(path))
-    if unique_tmp:
-        tmp = tmp.with_name(f"{Path(path).name}.{os.getpid()}.tmp")
+    tmp = _temporary(Path(path), unique_tmp)
     tmp.write_text(text)
     os.replace(tmp, path)
 
@@ -44,9 +43,7 @@ def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, An
 def save_tensors(path: Path, obj: Any, *, unique_tmp: bool = False) -> None:
     """``torch.save`` atomically; ``unique_tmp`` names the temporary file by process (concurrent writers)."""
     path = Path(path)
-    tmp = _temporary(path)
-    if unique_tmp:
-        tmp = tmp.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = _temporary(path, unique_tmp)
     torch.save(obj, tmp)
     os.replace(tmp, path)
 

@@ -97,8 +97,8 @@ class DecoderSamples(Dataset):
             if mode == "cached" and item.objects and (not shared or index % world == rank):  # ranks share the work
                 pending.append((index, item.image))
             if pending and (len(pending) == cache.batch_size or index == len(dataset) - 1):
-                keys = cache.fill(model, [image for _, image in pending])
-                self.keys.update({i: key for (i, _), key in zip(pending, keys, strict=True)})
+                found = cache.get_many(model, [image for _, image in pending])
+                self.keys.update({i: key for (i, _), (key, _) in zip(pending, found, strict=True)})
                 pending = []
         if mode == "cached" and shared and world > 1:
             dist.barrier()

@@ -147,15 +147,15 @@ class EverythingMode:
         model = self.model
         labels = torch.ones(len(points), dtype=torch.int, device=points.device)
         image_pe = model.prompt_encoder.get_dense_pe()
-        no_mask = model.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
         autocast = torch.is_autocast_enabled(points.device.type)
         threshold = self.settings.pred_iou_thresh - (PREFILTER_MARGIN_BF16 if autocast else PREFILTER_MARGIN)
         keep = torch.ones(len(points), dtype=torch.bool, device=points.device)
         with torch.autocast(points.device.type, enabled=False):
             for i in range(0, len(points), per_call):
-                sparse, _ = model.prompt_encoder(
+                sparse, dense = model.prompt_encoder(
                     points=(points[i : i + per_call, None, :], labels[i : i + per_call, None]), boxes=None, masks=None
                 )
+                no_mask = dense[:1]  # the same for every point prompt
                 iou = shared_decoder.predict_iou(model.mask_decoder, embedding, image_pe, no_mask, sparse.float())
                 keep[i : i + per_call] = (iou[:, 1:] > threshold).any(dim=1)
                 if keep[: i + per_call].float().mean() > PREFILTER_GIVE_UP:

@@ -1,6 +1,7 @@
 """Scoring a dataset under the strategies S1–S6 (zero-shot, or with a fine-tuned decoder).
 
-Each image is encoded once (through the embedding cache) and its embedding reused by every strategy;
+Each image is encoded once (through the embedding cache, ``embeddings.batch_size`` images per encoder
+call) and its embedding reused by every strategy;
 all objects of an image under one of S2–S6 are decoded in batched calls sized for the device, and S1 runs SAM's
 automatic mask generator on the same embedding (see :mod:`sam4med.evaluation.everything`). Rows are
 appended to a JSON-lines log as each image finishes, so an interrupted run keeps what it has and a
@@ -176,35 +177,6 @@ def s1_empty_images(rows: Sequence[ObjectResult]) -> tuple[int, int]:
     return sum(1 for c in images.values() if c == 0), len(images)
 
 
-def _prefill(
-    model: SamModel,
-    dataset: CosmosDataset,
-    cache: EmbeddingCache,
-    strategies: Sequence[str],
-    done: set[tuple[str, str]],
-    *,
-    zero_shot_store: ZeroShotStore | None,
-    settings: str,
-    progress: bool,
-) -> None:
-    """Put the embeddings that scoring will need into ``cache``, ``cache.batch_size`` images per encoder call."""
-    chunk: list[ImageItem] = []
-    for index in tqdm(range(len(dataset)), desc="embeddings", unit="img", leave=False, disable=not progress):
-        record = dataset.records[index]
-        todo = [s for s in strategies if (record.image_id, s) not in done]
-        if not todo:
-            continue
-        item = dataset[index]
-        stored = zero_shot_store is not None and all(zero_shot_store.has(settings, item, s) for s in todo)
-        if item.objects and not stored:
-            chunk.append(item)
-        if len(chunk) == cache.batch_size:
-            cache.fill(model, [it.image for it in chunk])
-            chunk = []
-    if chunk:
-        cache.fill(model, [it.image for it in chunk])
-
-
 def score_dataset(
     model: SamModel,
     dataset: CosmosDataset,
@@ -217,7 +189,7 @@ def score_dataset(
     everything: EverythingSettings,
     prompts_per_call: int | None = None,
     bf16: bool = False,
-    shared_decoder: bool = False,
+    shared_work: bool = False,
     log_path: str | Path | None = None,
     progress: bool = True,
     zero_shot_store: ZeroShotStore | None = None,
@@ -239,8 +211,9 @@ def score_dataset(
             device (:func:`~sam4med.evaluation.decoding.prompts_per_call`) under S2–S6 and
             ``everything.points_per_batch`` under S1. Masks do not depend on it.
         bf16: decode under bfloat16 autocast (a GPU option; the image encoder is not autocast).
-        shared_decoder: decode S2–S6 with :mod:`sam4med.models.shared_decoder` (the work the prompts of
-            an image share done once); S1 always prefilters with it and decodes its survivors with SAM's.
+        shared_work: decode S2–S6 with :mod:`sam4med.models.shared_decoder` (the work the prompts of an
+            image share done once; ``compute.shared_decoder``); S1 always prefilters with it and decodes
+            its survivors with SAM's.
         log_path: JSON-lines file of finished rows (resumable); None keeps rows in memory only.
         progress: show a progress bar over images.
         zero_shot_store: rows shared between runs (:class:`~sam4med.evaluation.zero_shot_store.ZeroShotStore`),
@@ -258,62 +231,63 @@ def score_dataset(
     model.eval()
     s1 = EverythingMode(model, everything, per_call=prompts_per_call) if "S1" in strategies else None
     hits, misses, embed_seconds = cache.hits, cache.misses, 0.0
-    if cache.batch_size > 1:  # encode the missing embeddings first, batch_size images per encoder call
-        start = time.perf_counter()
-        _prefill(model, dataset, cache, strategies, done, zero_shot_store=store, settings=settings, progress=progress)
-        embed_seconds += time.perf_counter() - start
-    prefilled = cache.misses - misses
     saved_at = time.perf_counter()
-    bar = tqdm(range(len(dataset)), desc=f"evaluate {phase}", unit="img", disable=not progress)
-    for index in bar:
-        record = dataset.records[index]
-        todo = [s for s in strategies if (record.image_id, s) not in done]
-        if not todo:
-            continue
-        item = dataset[index]
-        if not item.objects:
-            continue
-        embedding = None
-        new_rows = []
-        for strategy in todo:
-            bar.set_postfix_str(strategy)
-            stored = store.get(settings, item, strategy, phase) if store is not None else None
-            if stored is not None:
-                if strategy != "S1":  # the run's prompts file still holds every prompt its rows were made with
-                    for obj, mask in zip(item.objects, item.masks, strict=True):
-                        prompts.get(mask, strategy, obj.key)
-                new_rows += stored
-                continue
-            if embedding is None:
-                start = time.perf_counter()
-                embedding = cache.get(model, item.image)
-                embed_seconds += time.perf_counter() - start
-            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-                rows = _score_image(
-                    model,
-                    item,
-                    embedding,
-                    strategy,
-                    phase=phase,
-                    prompts=prompts,
-                    multimask=multimask,
-                    everything=s1,
-                    per_call=prompts_per_call,
-                    shared_work=shared_decoder,
-                )
-            if store is not None:
-                store.put(settings, item, strategy, rows)
-            new_rows += rows
-        if time.perf_counter() - saved_at >= PROMPT_SAVE_SECONDS:
-            prompts.save()
-            saved_at = time.perf_counter()
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as handle:
-                handle.write(_log_lines([(settings, r) for r in new_rows]))
-        results += new_rows
+    bar = tqdm(total=len(dataset), desc=f"evaluate {phase}", unit="img", disable=not progress)
+    for start in range(0, len(dataset), cache.batch_size):  # images in chunks of one encoder call
+        stop = min(start + cache.batch_size, len(dataset))
+        work = []  # (image, strategies still to score)
+        for index in range(start, stop):
+            todo = [s for s in strategies if (dataset.records[index].image_id, s) not in done]
+            item = dataset[index] if todo else None
+            if item is not None and item.objects:
+                work.append((item, todo))
+        # embeddings of the images with a strategy the zero-shot store cannot answer, encoded together
+        need = [it for it, todo in work if store is None or not all(store.has(settings, it, s) for s in todo)]
+        timer = time.perf_counter()
+        found = cache.get_many(model, [it.image for it in need])
+        embeddings = {id(it): embedding for it, (_, embedding) in zip(need, found, strict=True)}
+        embed_seconds += time.perf_counter() - timer
+        for item, todo in work:
+            new_rows = []
+            for strategy in todo:
+                bar.set_postfix_str(strategy)
+                stored = store.get(settings, item, strategy, phase) if store is not None else None
+                if stored is not None:
+                    if strategy != "S1":  # the run's prompts file still holds every prompt its rows were made with
+                        for obj, mask in zip(item.objects, item.masks, strict=True):
+                            prompts.get(mask, strategy, obj.key)
+                    new_rows += stored
+                    continue
+                if id(item) not in embeddings:  # a stored file that turned out unusable
+                    embeddings[id(item)] = cache.get(model, item.image)
+                with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    rows = _score_image(
+                        model,
+                        item,
+                        embeddings[id(item)],
+                        strategy,
+                        phase=phase,
+                        prompts=prompts,
+                        multimask=multimask,
+                        everything=s1,
+                        per_call=prompts_per_call,
+                        shared_work=shared_work,
+                    )
+                if store is not None:
+                    store.put(settings, item, strategy, rows)
+                new_rows += rows
+            if time.perf_counter() - saved_at >= PROMPT_SAVE_SECONDS:
+                prompts.save()
+                saved_at = time.perf_counter()
+            if path is not None:  # each image's rows as it finishes, so a killed run resumes from them
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("a") as handle:
+                    handle.write(_log_lines([(settings, r) for r in new_rows]))
+            results += new_rows
+        bar.update(stop - start)
+    bar.close()
     prompts.save()
-    reused, computed = cache.hits - hits - prefilled, cache.misses - misses
+    reused, computed = cache.hits - hits, cache.misses - misses
     log.info(
         "%s: image embeddings: %d reused from the cache, %d computed (%.1f s getting them)",
         phase,

@@ -124,7 +124,7 @@ class EvaluationSession:
             everything=self.settings.everything,
             prompts_per_call=self.settings.compute.prompts_per_call,
             bf16=self.settings.compute.bf16,
-            shared_decoder=self.settings.compute.shared_decoder,
+            shared_work=self.settings.compute.shared_decoder,
             log_path=self.results_dir / log_name if log_name else None,
             progress=progress,
             zero_shot_store=self.zero_shot_store,

@@ -138,10 +138,10 @@ class SamModel(nn.Module):
             points = (point_coords.to(self.device, torch.float32), point_labels.to(self.device, torch.int))
         box_tensor = boxes.to(self.device, torch.float32) if boxes is not None else None
         sparse, dense = self.prompt_encoder(points=points, boxes=box_tensor, masks=None)
-        if shared_work:
-            no_mask = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        if shared_work:  # without a mask prompt every prompt's dense embedding is the same: pass one
+            image_pe = self.prompt_encoder.get_dense_pe()
             logits, iou = shared_decoder.decode(
-                self.mask_decoder, image_embedding.to(self.device), self.prompt_encoder.get_dense_pe(), no_mask, sparse
+                self.mask_decoder, image_embedding.to(self.device), image_pe, dense[:1], sparse
             )
             chosen = slice(1, None) if multimask_output else slice(0, 1)  # as MaskDecoder.forward
             return DecoderOutput(low_res_logits=logits[:, chosen], iou_predictions=iou[:, chosen])
