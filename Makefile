@@ -48,7 +48,7 @@ test-all: setup
 	$(PY) -m pytest -m ""
 
 # CPU benchmarks (not part of `make test`): every figure is a ratio of two timings taken in one run;
-# JSON in outputs/bench/, tables printed. See docs/performance.md. Takes about 45 minutes on 2 cores.
+# JSON in outputs/bench/, tables printed. See docs/performance.md. Takes about 55 minutes on 2 cores.
 bench: setup
 	$(PY) -m benchmarks.evaluation_per_object --model litemedsam
 	$(PY) -m benchmarks.evaluation_per_object --model vit_b_random --images 2
@@ -57,6 +57,8 @@ bench: setup
 	$(PY) -m benchmarks.everything_mode --model vit_b --grids 16 32
 	$(PY) -m benchmarks.everything_mode --model litemedsam --grids 32 --pred-iou-thresh 0.18 --stability-thresh 0
 	$(PY) -m benchmarks.everything_mode --model vit_b --grids 32 --pred-iou-thresh 0.18 --stability-thresh 0
+	$(PY) -m benchmarks.attention --model vit_b_random
+	$(PY) -m benchmarks.attention --model litemedsam
 	$(PY) -m benchmarks.train_step_modes --model litemedsam
 	$(PY) -m benchmarks.train_step_modes --model vit_b_random --steps 4
 	$(PY) -m benchmarks.cache_precision --images 8

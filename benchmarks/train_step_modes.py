@@ -1,13 +1,17 @@
-"""Training-step speed of the two input modes, measured in one run.
+"""Training-step speed of the two input modes, with and without SDPA attention, measured in one run.
 
     python -m benchmarks.train_step_modes [--model litemedsam|vit_b|vit_b_random|tiny] [--steps 10]
 
 ``cached``: the step reads stored image embeddings and runs prompt encoder + mask decoder.
 ``online``: the step runs the frozen image encoder (no grad) first, as augmentation needs.
-Prints steps per second of each mode and their ratio (LiteMedSAM on Colin27 slices by default).
+Each mode runs with segment_anything's attention and with its attention layers through
+scaled-dot-product attention (``compute.sdpa=true``). The four sides take turns step by step
+(interleaved, one warm-up step each); a side's rate is 1 / its median step time. Prints steps per
+second of each and the ratios (LiteMedSAM on Colin27 slices by default).
 """
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -24,19 +28,14 @@ from sam4med.prepare.colin27 import Colin27AAL
 from sam4med.training.module import DecoderFineTuner
 
 
-def steps_per_second(module: DecoderFineTuner, loader: DataLoader, steps: int) -> float:
-    optimizer = module.configure_optimizers()
-    batches = iter(loader)
-    next_batch = next(batches)
-    module._loss(*module(module.embeddings(next_batch), next_batch["box"]), next_batch)  # warm-up
+def step(module: DecoderFineTuner, optimizer: torch.optim.Optimizer, batch: dict) -> float:
+    """Seconds of one optimisation step on ``batch``."""
     start = time.perf_counter()
-    for _ in range(steps):
-        batch = next(batches)
-        loss, _ = module._loss(*module(module.embeddings(batch), batch["box"]), batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return steps / (time.perf_counter() - start)
+    loss, _ = module._loss(*module(module.embeddings(batch), batch["box"]), batch)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -47,23 +46,36 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model(args.model)
     module = DecoderFineTuner(model, optimizer=lambda params: torch.optim.AdamW(params, lr=1e-4))
+    optimizer = module.configure_optimizers()
     with tempfile.TemporaryDirectory() as tmp:
         root = Colin27AAL()(Path(tmp) / "colin27")
         ids = [r.image_id for r in read_manifest(root)[20 : 20 + args.steps + 2]]
         dataset = CosmosDataset(root, ids, min_object_area=10)
         cache = EmbeddingCache(Path(tmp) / "cache")
-        rates = {}
+        batches = {}
         for mode in ("cached", "online"):
             samples = DecoderSamples(dataset, model, cache if mode == "cached" else None, mode=mode, progress=False)
             loader = DataLoader(samples, batch_size=2, shuffle=False, collate_fn=collate)
-            rates[mode] = steps_per_second(module, loader, args.steps)
+            batches[mode] = [batch for batch, _ in zip(loader, range(args.steps + 1), strict=False)]
+        sides = [(mode, on) for on in (False, True) for mode in ("cached", "online")]
+        times: dict[tuple[str, bool], list[float]] = {side: [] for side in sides}
+        for index in range(args.steps + 1):  # step 0 is the warm-up of each side
+            for mode, on in sides:
+                model.use_sdpa(on)
+                seconds = step(module, optimizer, batches[mode][index])
+                if index:
+                    times[(mode, on)].append(seconds)
+        model.use_sdpa(False)
+    rate = {side: 1.0 / statistics.median(values) for side, values in times.items()}
     print(f"model={args.model} batch=2 steps={args.steps} threads={torch.get_num_threads()}")
-    for mode, rate in rates.items():
-        print(f"{mode:>7}: {rate:.3f} steps/s")
-    print(f"cached/online speed ratio: {rates['cached'] / rates['online']:.1f}x")
-    row = {"model": args.model, "cached_steps_s": rates["cached"], "online_steps_s": rates["online"]}
-    row["cached/online"] = rates["cached"] / rates["online"]
-    report(f"train_step_modes_{args.model}", [row], list(row), {"steps": args.steps, "batch": 2})
+    rows = []
+    for on in (False, True):
+        row = {"model": args.model, "attention": "sdpa" if on else "segment_anything"}
+        row["cached_steps_s"], row["online_steps_s"] = rate[("cached", on)], rate[("online", on)]
+        row["cached/online"] = row["cached_steps_s"] / row["online_steps_s"]
+        row["cached sdpa/sam"] = rate[("cached", True)] / rate[("cached", False)] if on else None
+        rows.append(row)
+    report(f"train_step_modes_{args.model}", rows, list(rows[1]), {"steps": args.steps, "batch": 2})
 
 
 if __name__ == "__main__":

@@ -36,9 +36,10 @@ def test_auto_resolves_to_the_cpu_here():
 @pytest.mark.parametrize("config", ["evaluate", "train"])
 def test_configs_default_to_auto_with_gpu_options_off(tmp_path, config):
     compute = instantiate(compose_config(config, tmp_path).compute)
-    assert compute == Compute(device="auto", prompts_per_call=None, bf16=False, compile=False)
+    assert compute == Compute(device="auto", prompts_per_call=None, bf16=False, compile=False, sdpa=False)
     gpu = instantiate(compose_config(config, tmp_path, ["compute=gpu"]).compute)
-    assert gpu.bf16 and gpu.compile and gpu.device == "cuda"
+    assert gpu.bf16 and gpu.bf16_encoder and gpu.compile and gpu.sdpa and gpu.device == "cuda"
+    assert not gpu.shared_decoder
 
 
 def test_train_callback_takes_the_compute_settings(tmp_path):

@@ -6,8 +6,9 @@ follow it, unless ``compute.device`` names another device for the evaluation. Th
 off by default: ``bf16`` decodes under bfloat16 autocast in evaluation (outputs are returned as
 float32; masks may differ from float32 runs where logits are near 0), ``bf16_encoder`` runs the image
 encoder under bfloat16 autocast (its embeddings get cache keys of their own), ``compile`` compiles the
-image encoder with ``torch.compile``, ``shared_decoder`` decodes S2–S6 with the shared-work decoder.
-All also run on a CPU, where they are rarely faster.
+image encoder with ``torch.compile``, ``shared_decoder`` decodes S2–S6 with the shared-work decoder,
+``sdpa`` runs segment_anything's attention layers through PyTorch's scaled-dot-product attention.
+All also run on a CPU, where only ``sdpa`` (ViT encoders) and ``shared_decoder`` pay.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class Compute:
         shared_decoder: decode S2–S6 with :mod:`sam4med.models.shared_decoder`, which does the work the
             prompts of one image share once (outputs equal to segment_anything's decoder up to float
             rounding; off: segment_anything's decoder, bit-identical to ``SamPredictor``).
+        sdpa: segment_anything's attention layers (ViT encoder, mask decoder) through
+            ``scaled_dot_product_attention`` (:mod:`sam4med.models.sdpa`; same weights, outputs equal up
+            to float rounding; a switched encoder's embeddings are cached under keys of their own).
     """
 
     device: str = "auto"
@@ -58,6 +62,7 @@ class Compute:
     compile: bool = False
     bf16_encoder: bool = False
     shared_decoder: bool = False
+    sdpa: bool = False
 
     def __post_init__(self) -> None:
         if self.prompts_per_call is not None and int(self.prompts_per_call) < 1:
@@ -68,8 +73,9 @@ class Compute:
         return resolve_device(self.device, follow)
 
     def configure(self, model: nn.Module) -> nn.Module:
-        """Set the options that do not move the model (the image encoder's precision); returns it."""
+        """Set the options that do not move the model (encoder precision, attention kernels); returns it."""
         model.encoder_bf16 = self.bf16_encoder
+        model.use_sdpa(self.sdpa)
         return model
 
     def place(self, model: nn.Module, follow: torch.device | None = None) -> nn.Module:

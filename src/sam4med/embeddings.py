@@ -76,27 +76,35 @@ class EmbeddingCache:
         directory: where entries live (``<dir>/<key[:2]>/<key>.pt``); None keeps nothing on disk.
         dtype: ``float32`` or ``float16`` storage precision.
         batch_size: images per encoder call when :meth:`get_many` encodes misses (1: one at a time).
+        workers: DataLoader worker processes that read and decode the images of the training set's
+            embedding precomputation while the encoder runs (0: read in the main process). Embeddings
+            do not depend on it.
     """
 
-    def __init__(self, directory: str | Path | None, dtype: str = "float32", batch_size: int = 1) -> None:
+    def __init__(
+        self, directory: str | Path | None, dtype: str = "float32", batch_size: int = 1, workers: int = 0
+    ) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"embedding cache dtype must be one of {sorted(DTYPES)}, got '{dtype}'")
         if int(batch_size) < 1:
             raise ValueError(f"embedding cache batch_size must be at least 1, got {batch_size}")
+        if int(workers) < 0:
+            raise ValueError(f"embedding cache workers must be 0 or more, got {workers}")
         self.directory = Path(directory) if directory else None
         self.dtype = DTYPES[dtype]
         self.batch_size = int(batch_size)
+        self.workers = int(workers)
         self.hits = 0
         self.misses = 0
         self.damaged = 0
-        self._encoder_keys: dict[tuple[int, bool], str] = {}
+        self._encoder_keys: dict[tuple[int, bool, bool], str] = {}
         self._memory: dict[str, torch.Tensor] = {}
 
     def key(self, model: SamModel, image: np.ndarray) -> str:
         """Cache key of ``image`` (H x W x 3 uint8) under ``model``'s encoder."""
-        which = (id(model), model.encoder_bf16)
+        which = (id(model), model.encoder_bf16, model.encoder_sdpa)
         encoder_key = self._encoder_keys.get(which)
-        if encoder_key is None:  # hashing the weights is not free: once per model object and precision
+        if encoder_key is None:  # hashing the weights is not free: once per model object, precision and attention
             encoder_key = self._encoder_keys[which] = model.encoder_key()
         digest = hashlib.sha256()
         digest.update(encoder_key.encode())

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
 from sam4med.data.dataset import CosmosDataset
@@ -38,6 +38,31 @@ def jitter_box(box: np.ndarray, amount: int, shape: tuple[int, int], rng: np.ran
     moved = box + rng.integers(-amount, amount + 1, size=4)
     moved = np.clip(moved, 0, [w - 1, h - 1, w - 1, h - 1])
     return np.concatenate([np.minimum(moved[:2], moved[2:]), np.maximum(moved[:2], moved[2:])])
+
+
+class _ImageReads(Dataset):
+    """What the sample index needs of image i, read in a DataLoader worker: (i, object keys, image or None).
+
+    The image comes along only where this rank encodes it (``encode``, the image has objects and
+    i mod ``world`` is ``rank``).
+    """
+
+    def __init__(self, dataset: CosmosDataset, *, encode: bool, rank: int, world: int) -> None:
+        self.dataset, self.encode, self.rank, self.world = dataset, encode, rank, world
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[int, list[str], np.ndarray | None]:
+        item = self.dataset[index]
+        keys = [obj.key for obj in item.objects]
+        mine = self.encode and bool(keys) and index % self.world == self.rank
+        return index, keys, item.image if mine else None
+
+
+def _as_read(read: tuple[int, list[str], np.ndarray | None]) -> tuple[int, list[str], np.ndarray | None]:
+    """The DataLoader's per-item conversion: none (the image stays a uint8 numpy array)."""
+    return read
 
 
 class DecoderSamples(Dataset):
@@ -89,13 +114,15 @@ class DecoderSamples(Dataset):
         self.items: list[tuple[int, int, str]] = []  # (image index, object index, object key)
         rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         shared = cache is not None and cache.directory is not None
-        bar = tqdm(range(len(dataset)), desc=f"{mode} samples", unit="img", disable=not progress or rank > 0)
+        reads = _ImageReads(dataset, encode=mode == "cached", rank=rank if shared else 0, world=world if shared else 1)
+        workers = cache.workers if cache is not None else 0
+        loader = DataLoader(reads, batch_size=None, num_workers=workers, collate_fn=_as_read)  # in index order
+        bar = tqdm(loader, desc=f"{mode} samples", unit="img", disable=not progress or rank > 0)
         pending: list[tuple[int, np.ndarray]] = []  # images to encode, cache.batch_size per encoder call
-        for index in bar:
-            item = dataset[index]
-            self.items += [(index, k, obj.key) for k, obj in enumerate(item.objects)]
-            if mode == "cached" and item.objects and (not shared or index % world == rank):  # ranks share the work
-                pending.append((index, item.image))
+        for index, object_keys, image in bar:
+            self.items += [(index, k, key) for k, key in enumerate(object_keys)]
+            if image is not None:  # this rank encodes it (ranks share the work through the on-disk cache)
+                pending.append((index, image))
             if pending and (len(pending) == cache.batch_size or index == len(dataset) - 1):
                 found = cache.get_many(model, [image for _, image in pending])
                 self.keys.update({i: key for (i, _), (key, _) in zip(pending, found, strict=True)})

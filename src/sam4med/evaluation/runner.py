@@ -68,11 +68,14 @@ def settings_hash(
     phase: str,
     multimask: Multimask,
     everything: EverythingSettings,
+    bf16: bool = False,
+    shared_work: bool = False,
 ) -> str:
     """SHA-256 (16 hex digits) of what determines a row: backbone, base weights and preprocessing,
     the decoder weights (unless ``phase`` uses the base decoder), the image encoder's precision, the
     dataset's input clipping and minimum object area, mask selection, S1 settings, prompt seed and
-    point sampling.
+    point sampling, and the options that change outputs by float rounding (bf16 decoding, the
+    shared-work decoder, SDPA attention).
     """
     parts = {
         "backbone": model.name,
@@ -88,8 +91,14 @@ def settings_hash(
         "clip_percentiles": None if dataset.clip_percentiles is None else list(dataset.clip_percentiles),
         "min_object_area": dataset.min_object_area,
     }
-    if model.encoder_bf16:  # only when set, so float32 rows keep the hashes of earlier versions
-        parts["encoder_bf16"] = True
+    options = {  # only those set, so that default rows keep the hashes of earlier versions
+        "encoder_bf16": model.encoder_bf16,
+        "encoder_sdpa": model.encoder_sdpa,
+        "decoder_sdpa": model.decoder_sdpa,
+        "decoder_bf16": bf16,
+        "shared_work": shared_work,
+    }
+    parts.update({name: True for name, on in options.items() if on})
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -122,7 +131,8 @@ def _resumable(logged: list[tuple[str, ObjectResult]], path: Path, phase: str, s
     if other:
         raise DataError(
             f"{path}: holds {phase} rows made with other settings (model, decoder, preprocessing, clipping, minimum "
-            "object area, multimask, S1 grid, prompt seed or sampling differ); use a new run folder for new settings"
+            "object area, multimask, S1 grid, prompt seed or sampling, or the compute options bf16, bf16_encoder, "
+            "shared_decoder or sdpa differ); use a new run folder for new settings"
         )
     return [r for _, r in logged if r.phase == phase]
 
@@ -220,7 +230,16 @@ def score_dataset(
             read and written for the zero-shot phase only; None scores everything here.
     """
     path = Path(log_path) if log_path else None
-    settings = settings_hash(model, dataset, prompts, phase=phase, multimask=multimask, everything=everything)
+    settings = settings_hash(
+        model,
+        dataset,
+        prompts,
+        phase=phase,
+        multimask=multimask,
+        everything=everything,
+        bf16=bf16,
+        shared_work=shared_work,
+    )
     logged = _read_log(path)
     results = _resumable(logged, path, phase, settings) if path is not None else []
     if path is not None and path.is_file():  # drop a cut or outdated tail, so appended rows stay readable

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sam4med.models import shared_decoder
+from sam4med.models import sdpa, shared_decoder
 from sam4med.models.preprocessing import Preprocessing
 
 
@@ -63,6 +63,9 @@ class SamModel(nn.Module):
         self.weights_source = weights_source
         # run the image encoder under bfloat16 autocast (a GPU option); part of the embedding cache key
         self.encoder_bf16 = False
+        # segment_anything's attention layers through scaled-dot-product attention (see use_sdpa)
+        self.encoder_sdpa = False
+        self.decoder_sdpa = False
 
     def freeze_encoders(self) -> None:
         """Freeze image and prompt encoder: no gradients and eval mode (BatchNorm/dropout fixed)."""
@@ -78,6 +81,16 @@ class SamModel(nn.Module):
                 module.eval()
         return self
 
+    def use_sdpa(self, on: bool = True) -> None:
+        """Run segment_anything's attention layers through PyTorch's scaled-dot-product attention (or back).
+
+        Weights and names stay; outputs change by float rounding only (:mod:`sam4med.models.sdpa`).
+        Encoders without segment_anything attention (TinyViT) are left as they are; an encoder that
+        was switched gets embedding cache keys of its own.
+        """
+        self.encoder_sdpa = sdpa.use_sdpa(self.image_encoder, on) > 0
+        self.decoder_sdpa = sdpa.use_sdpa(self.mask_decoder, on) > 0
+
     def module_hash(self, module: nn.Module) -> str:
         """SHA-256 (first 16 hex digits) of a submodule's parameters and buffers."""
         digest = hashlib.sha256()
@@ -87,9 +100,11 @@ class SamModel(nn.Module):
         return digest.hexdigest()[:16]
 
     def encoder_key(self) -> str:
-        """Identifies what an image embedding depends on: encoder weights, preprocessing and its precision."""
-        precision = "-bf16" if self.encoder_bf16 else ""  # float32 keys stay those of earlier versions
-        return f"{self.name}-{self.module_hash(self.image_encoder)}-{self.preprocessing.key()}{precision}"
+        """Identifies what an image embedding depends on: encoder weights, preprocessing, precision, attention."""
+        # suffixes only when set, so that float32 keys stay those of earlier versions
+        precision = "-bf16" if self.encoder_bf16 else ""
+        attention = "-sdpa" if self.encoder_sdpa else ""
+        return f"{self.name}-{self.module_hash(self.image_encoder)}-{self.preprocessing.key()}{precision}{attention}"
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
