@@ -120,15 +120,24 @@ def test_prefilter_that_keeps_no_point_gives_no_mask(diverse_model, synthetic_ro
     assert ours.masks.shape == (0, *image.shape[:2])
 
 
-def test_prefilter_gives_up_where_most_points_pass(diverse_model, synthetic_root, monkeypatch):
+def test_where_the_sample_passes_the_prefilter_stops_and_every_point_is_decoded_once(
+    diverse_model, synthetic_root, monkeypatch
+):
     import sam4med.evaluation.everything as everything
 
     image = CosmosDataset(synthetic_root)[0].image
     embedding = diverse_model.embed_image(image)
     settings = replace(BASE, points_per_batch=16)  # at 0.15 every point of this model passes the prefilter
-    calls = []
-    original = everything.shared_decoder.predict_iou
-    monkeypatch.setattr(everything.shared_decoder, "predict_iou", lambda *a: calls.append(1) or original(*a))
-    ours = EverythingMode(diverse_model, settings)(embedding, image.shape[:2])
-    assert len(calls) == 1  # stopped after the first call: 16 of 16 points passed
+    mode = EverythingMode(diverse_model, settings)
+    prefilter, decoded = [], []
+    original_iou, original_decode = everything.shared_decoder.predict_iou, mode._decode
+    monkeypatch.setattr(everything.shared_decoder, "predict_iou", lambda *a: prefilter.append(1) or original_iou(*a))
+    monkeypatch.setattr(
+        mode, "_decode", lambda points, image: decoded.append(len(points)) or original_decode(points, image)
+    )
+    ours = mode(embedding, image.shape[:2])
+    points = settings.points_per_side**2
+    sampled = -(-points // everything.PREFILTER_SAMPLE)  # every 8th point of the grid
+    assert len(prefilter) == -(-sampled // 16)  # the IoU heads of the sample only, 16 per call
+    assert sum(decoded) == points  # each point then decoded once by SAM's decoder
     assert_same(ours, SamGenerator(diverse_model, settings)(embedding, image.shape[:2]), exact=False)
