@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
+from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -18,3 +20,18 @@ def compose_config(name: str, tmp_path: Path, overrides: list[str] = ()) -> Dict
         cfg.paths.cache_dir = str(tmp_path / "cache")
         cfg.paths.zero_shot_dir = str(tmp_path / "zero_shot")
     return cfg
+
+
+def two_layer_parts(seed: int) -> tuple[MaskDecoder, PromptEncoder]:
+    """A random decoder of two blocks (the tiny model has one), so both code paths of the blocks run,
+    and a 64 x 64-input prompt encoder for it (8 x 8 x 32 embeddings)."""
+    torch.manual_seed(seed)
+    decoder = MaskDecoder(
+        num_multimask_outputs=3,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=32, mlp_dim=64, num_heads=4),
+        transformer_dim=32,
+        iou_head_depth=2,
+        iou_head_hidden_dim=32,
+    ).eval()
+    encoder = PromptEncoder(embed_dim=32, image_embedding_size=(8, 8), input_image_size=(64, 64), mask_in_chans=4)
+    return decoder, encoder

@@ -3,7 +3,7 @@ up to float rounding, embeddings of a switched encoder cached apart, results has
 
 import numpy as np
 import torch
-from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
+from segment_anything.modeling import ImageEncoderViT
 from segment_anything.modeling import image_encoder as sam_image_encoder
 from segment_anything.modeling import transformer as sam_transformer
 
@@ -16,6 +16,7 @@ from sam4med.models import sdpa
 from sam4med.models.builders import build_litemedsam
 from sam4med.models.multimask import Multimask
 from sam4med.prompts.store import PromptStore
+from tests.helpers import two_layer_parts
 
 
 def random_vit() -> ImageEncoderViT:
@@ -67,15 +68,7 @@ def test_encoder_outputs_and_state_are_unchanged():
 
 
 def test_decoder_outputs_are_unchanged():
-    torch.manual_seed(2)
-    decoder = MaskDecoder(
-        num_multimask_outputs=3,
-        transformer=TwoWayTransformer(depth=2, embedding_dim=32, mlp_dim=64, num_heads=4),
-        transformer_dim=32,
-        iou_head_depth=2,
-        iou_head_hidden_dim=32,
-    ).eval()
-    prompts = PromptEncoder(embed_dim=32, image_embedding_size=(8, 8), input_image_size=(64, 64), mask_in_chans=4)
+    decoder, prompts = two_layer_parts(seed=2)
     boxes = torch.tensor([[4.0, 6.0, 30.0, 40.0], [10.0, 10.0, 60.0, 50.0], [0.0, 0.0, 20.0, 20.0]])
     embedding = torch.randn(1, 32, 8, 8) * 2
     with torch.no_grad():

@@ -2,24 +2,11 @@
 
 import pytest
 import torch
-from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
+from segment_anything.modeling import MaskDecoder, PromptEncoder
 
 from sam4med.models import shared_decoder
 from sam4med.models.builders import build_litemedsam
-
-
-def two_layer_parts(seed: int) -> tuple[MaskDecoder, PromptEncoder]:
-    """A random decoder of two blocks (the tiny model has one), so both code paths of the blocks run."""
-    torch.manual_seed(seed)
-    decoder = MaskDecoder(
-        num_multimask_outputs=3,
-        transformer=TwoWayTransformer(depth=2, embedding_dim=32, mlp_dim=64, num_heads=4),
-        transformer_dim=32,
-        iou_head_depth=2,
-        iou_head_hidden_dim=32,
-    ).eval()
-    encoder = PromptEncoder(embed_dim=32, image_embedding_size=(8, 8), input_image_size=(64, 64), mask_in_chans=4)
-    return decoder, encoder
+from tests.helpers import two_layer_parts
 
 
 def prompts(kind: str, n: int, size: int) -> dict:

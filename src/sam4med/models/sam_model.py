@@ -63,9 +63,6 @@ class SamModel(nn.Module):
         self.weights_source = weights_source
         # run the image encoder under bfloat16 autocast (a GPU option); part of the embedding cache key
         self.encoder_bf16 = False
-        # segment_anything's attention layers through scaled-dot-product attention (see use_sdpa)
-        self.encoder_sdpa = False
-        self.decoder_sdpa = False
 
     def freeze_encoders(self) -> None:
         """Freeze image and prompt encoder: no gradients and eval mode (BatchNorm/dropout fixed)."""
@@ -88,8 +85,18 @@ class SamModel(nn.Module):
         Encoders without segment_anything attention (TinyViT) are left as they are; an encoder that
         was switched gets embedding cache keys of its own.
         """
-        self.encoder_sdpa = sdpa.use_sdpa(self.image_encoder, on) > 0
-        self.decoder_sdpa = sdpa.use_sdpa(self.mask_decoder, on) > 0
+        sdpa.use_sdpa(self.image_encoder, on)
+        sdpa.use_sdpa(self.mask_decoder, on)
+
+    @property
+    def encoder_sdpa(self) -> bool:
+        """Whether an image-encoder attention layer runs through SDPA (part of the embedding cache key)."""
+        return sdpa.uses_sdpa(self.image_encoder)
+
+    @property
+    def decoder_sdpa(self) -> bool:
+        """Whether a mask-decoder attention layer runs through SDPA."""
+        return sdpa.uses_sdpa(self.mask_decoder)
 
     def module_hash(self, module: nn.Module) -> str:
         """SHA-256 (first 16 hex digits) of a submodule's parameters and buffers."""

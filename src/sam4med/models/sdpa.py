@@ -88,3 +88,8 @@ def use_sdpa(module: nn.Module, on: bool = True) -> int:
         if target is not None:
             layer.__class__ = target
     return sum(isinstance(layer, tuple(BACK)) for layer in module.modules())
+
+
+def uses_sdpa(module: nn.Module) -> bool:
+    """Whether any attention layer under ``module`` runs through SDPA."""
+    return any(isinstance(layer, tuple(BACK)) for layer in module.modules())
