@@ -62,7 +62,7 @@ bench: setup
 	$(PY) -m benchmarks.train_step_modes --model litemedsam
 	$(PY) -m benchmarks.train_step_modes --model vit_b_random --steps 4
 	$(PY) -m benchmarks.cache_precision --images 8
-	$(PY) -m benchmarks.embedding_cache --images 8 'strategies=[S2,S3,S4,S5,S6]'
+	$(PY) -m benchmarks.embedding_cache --images 8 'evaluation.strategies=[S2,S3,S4,S5,S6]'
 
 clean:
 	rm -rf outputs multirun .pytest_cache

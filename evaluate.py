@@ -3,9 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from sam4med.cli import quiet_libraries, user_errors_in_one_line
-from sam4med.evaluation.report import conclude
-from sam4med.jobs.evaluate import evaluate_model
+from sam4med.command import quiet_libraries, user_errors_in_one_line
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
@@ -13,6 +11,10 @@ from sam4med.jobs.evaluate import evaluate_model
 def main(cfg: DictConfig) -> float:
     """Entry point: ``python evaluate.py [model=...] [dataset=...] [finetuned=PATH]``; returns S5 mean Dice."""
     quiet_libraries()
+    # torch and pandas load here, after Hydra has composed the config: --help answers at once
+    from sam4med.jobs.evaluate import evaluate_model
+    from sam4med.results.terminal import conclude
+
     return conclude(evaluate_model(cfg))
 
 

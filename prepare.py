@@ -3,8 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from sam4med.cli import quiet_libraries, user_errors_in_one_line
-from sam4med.jobs.prepare import prepare_dataset
+from sam4med.command import quiet_libraries, user_errors_in_one_line
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="prepare")
@@ -12,6 +11,9 @@ from sam4med.jobs.prepare import prepare_dataset
 def main(cfg: DictConfig) -> None:
     """Entry point: ``python prepare.py dataset=<name> [dataset.root=DIR] [overrides]``."""
     quiet_libraries()
+    # the preparers' libraries load here, after Hydra has composed the config: --help answers at once
+    from sam4med.jobs.prepare import prepare_dataset
+
     prepare_dataset(cfg)
 
 

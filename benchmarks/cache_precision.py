@@ -20,8 +20,9 @@ from omegaconf import open_dict
 
 from benchmarks.common import interleaved, report
 from sam4med.embeddings import EmbeddingCache
-from sam4med.evaluation.session import EvaluationSession, EvaluationSettings
-from sam4med.prompts.store import PromptStore
+from sam4med.evaluation.rows import Phase
+from sam4med.evaluation.session import EvaluationSession
+from sam4med.run_files import ResultsFolder
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 PRECISIONS = ("float32", "float16")
@@ -35,17 +36,16 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="evaluate", overrides=["strategies=[S2,S3,S4,S5,S6]", *args.overrides])
+        cfg = compose(config_name="evaluate", overrides=["evaluation.strategies=[S2,S3,S4,S5,S6]", *args.overrides])
     with open_dict(cfg):
         cfg.paths.output_dir = tempfile.mkdtemp()
+        cfg.evaluation.zero_shot_dir = None  # every run scores its own rows
     model = instantiate(cfg.model)
     datamodule = instantiate(cfg.dataset)
     datamodule.prepare_data()
-    split = datamodule.dataset(cfg.split)
+    settings = instantiate(cfg.evaluation)
+    split = datamodule.dataset(settings.split)
     dataset = split.subset([r.image_id for r in split.records[: args.images]])
-    settings = EvaluationSettings.build(
-        strategies=cfg.strategies, multimask=cfg.multimask, everything=instantiate(cfg.everything), split=cfg.split
-    )
     with tempfile.TemporaryDirectory() as tmp:
         caches = {p: EmbeddingCache(Path(tmp) / p, dtype=p) for p in PRECISIONS}
         images = [dataset[i].image for i in range(len(dataset))]
@@ -54,10 +54,8 @@ def main() -> None:
         seconds = interleaved({p: lambda p=p: [caches[p].load(k) for k in keys[p]] for p in PRECISIONS}, args.repeats)
         dice = {}
         for p, cache in caches.items():
-            session = EvaluationSession(
-                Path(tmp) / f"run_{p}", settings, prompts=PromptStore(seed=cfg.seed), cache=cache
-            )
-            rows = session.score(model, dataset, phase="zero_shot", log_name=None, progress=False)
+            session = EvaluationSession(ResultsFolder(Path(tmp) / f"run_{p}"), settings, cache=cache)
+            rows = session.score(model, dataset, phase=Phase.ZERO_SHOT, log=False, progress=False)
             dice[p] = (
                 pd.DataFrame([{"strategy": r.strategy, "dice": r.dice} for r in rows]).groupby("strategy").dice.mean()
             )
@@ -74,7 +72,7 @@ def main() -> None:
     change = (dice["float16"] - dice["float32"]).to_dict()
     for strategy, value in change.items():
         rows.append({"precision": f"dice change {strategy}", "bytes_per_image": value})
-    extra = {"model": model.name, "images": len(images), "split": cfg.split, "dice_change": change}
+    extra = {"model": model.name, "images": len(images), "split": settings.split, "dice_change": change}
     report(
         f"cache_precision_{model.name}",
         rows,

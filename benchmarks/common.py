@@ -17,7 +17,7 @@ import torch
 from segment_anything import sam_model_registry
 
 from sam4med.data.dataset import CosmosDataset, ImageItem
-from sam4med.data.format import read_manifest
+from sam4med.dataset_format import read_manifest
 from sam4med.models.builders import SAM_PREPROCESSING, build_litemedsam, build_tiny
 from sam4med.models.sam_model import SamModel
 from sam4med.prepare.colin27 import Colin27AAL

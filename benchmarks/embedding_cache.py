@@ -1,9 +1,9 @@
 """Wall time of an evaluation without and with the embedding cache, measured in one process.
 
     python -m benchmarks.embedding_cache [--images 4] [hydra overrides of conf/evaluate.yaml ...]
-    python -m benchmarks.embedding_cache --images 8 strategies=[S2,S3,S4,S5,S6]
+    python -m benchmarks.embedding_cache --images 8 evaluation.strategies=[S2,S3,S4,S5,S6]
     python -m benchmarks.embedding_cache model=tiny dataset=synthetic
-    python -m benchmarks.embedding_cache --random-sam vit_b 'strategies=[S2,S3,S4,S5,S6]'
+    python -m benchmarks.embedding_cache --random-sam vit_b 'evaluation.strategies=[S2,S3,S4,S5,S6]'
 
 Runs the evaluation runner on the first ``--images`` images of the configured split twice: first into
 an empty cache folder (every image is encoded), then again with that folder (every embedding is read
@@ -28,8 +28,9 @@ from omegaconf import open_dict
 from segment_anything import sam_model_registry
 
 from sam4med.embeddings import EmbeddingCache
-from sam4med.evaluation.session import EvaluationSession, EvaluationSettings
-from sam4med.prompts.store import PromptStore
+from sam4med.evaluation.rows import Phase
+from sam4med.evaluation.session import EvaluationSession
+from sam4med.run_files import ResultsFolder
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -51,26 +52,25 @@ def main() -> None:
         cfg = compose(config_name="evaluate", overrides=args.overrides)
     with open_dict(cfg):
         cfg.paths.output_dir = tempfile.mkdtemp()
+        cfg.evaluation.zero_shot_dir = None  # every run scores its own rows
     model = instantiate(cfg.model)
     datamodule = instantiate(cfg.dataset)
     datamodule.prepare_data()
-    split = datamodule.dataset(cfg.split)
+    settings = instantiate(cfg.evaluation)
+    split = datamodule.dataset(settings.split)
     dataset = split.subset([r.image_id for r in split.records[: args.images]])
-    everything = instantiate(cfg.everything)
-    settings = EvaluationSettings.build(
-        strategies=cfg.strategies, multimask=cfg.multimask, everything=everything, split=cfg.split
-    )
+    everything = settings.everything
     with tempfile.TemporaryDirectory() as tmp:
         times, rows = {}, {}
         for run in ("uncached", "cached"):
             cache = EmbeddingCache(Path(tmp) / "cache", dtype=cfg.embeddings.dtype)
             start = time.perf_counter()
-            session = EvaluationSession(Path(tmp) / run, settings, prompts=PromptStore(seed=cfg.seed), cache=cache)
-            rows[run] = session.score(model, dataset, phase="zero_shot", log_name=None, progress=False)
+            session = EvaluationSession(ResultsFolder(Path(tmp) / run), settings, cache=cache)
+            rows[run] = session.score(model, dataset, phase=Phase.ZERO_SHOT, log=False, progress=False)
             times[run] = time.perf_counter() - start
             print(f"{run}: {times[run]:.1f} s ({cache.stats()})")
     print(
-        f"model={model.name} images={len(dataset)} strategies={','.join(cfg.strategies)} "
+        f"model={model.name} images={len(dataset)} evaluation.strategies={','.join(settings.strategies)} "
         f"grid={everything.points_per_side} threads={torch.get_num_threads()}"
     )
     ratio = times["uncached"] / times["cached"]

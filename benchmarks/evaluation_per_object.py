@@ -47,7 +47,7 @@ def main() -> None:
             size = item.image.shape[:2]
             pred = predict(model, embedding, batch, size, multimask=Multimask.SINGLE, gt_masks=item.masks)
             score_objects(
-                phase="bench",
+                phase="zero_shot",
                 strategy=strategy,
                 objects=item.objects,
                 gt_masks=item.masks,

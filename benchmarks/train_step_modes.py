@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader
 
 from benchmarks.common import MODELS, build_model, report
 from sam4med.data.dataset import CosmosDataset
-from sam4med.data.format import read_manifest
-from sam4med.data.samples import DecoderSamples, collate
+from sam4med.data.training_samples import DecoderSamples, collate
+from sam4med.dataset_format import read_manifest
 from sam4med.embeddings import EmbeddingCache
 from sam4med.prepare.colin27 import Colin27AAL
 from sam4med.training.module import DecoderFineTuner

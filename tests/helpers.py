@@ -35,3 +35,11 @@ def two_layer_parts(seed: int) -> tuple[MaskDecoder, PromptEncoder]:
     ).eval()
     encoder = PromptEncoder(embed_dim=32, image_embedding_size=(8, 8), input_image_size=(64, 64), mask_in_chans=4)
     return decoder, encoder
+
+
+# The time limit of every subprocess, worker join and notebook cell in tests/. A limit only catches a
+# hang: it must be at least 10 x the command's run time on an idle machine, so that a loaded machine
+# (make test beside other work, two busy cores) never fails a test that would pass. 1800 s covers the
+# commands of up to 3 minutes; the longer ones (the soak's children, a sweep of two training jobs) get
+# a multiple.
+HANG_TIMEOUT_S = 1800

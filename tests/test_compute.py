@@ -44,7 +44,7 @@ def test_configs_default_to_auto_with_gpu_options_off(tmp_path, config):
 
 def test_train_callback_takes_the_compute_settings(tmp_path):
     cfg = compose_config("train", tmp_path, ["compute.prompts_per_call=3"])
-    assert instantiate(cfg.callbacks.before_after).settings.compute.prompts_per_call == 3
+    assert instantiate(cfg.evaluation).compute.prompts_per_call == 3
 
 
 def test_place_moves_the_model_to_the_cpu(tiny_model):
@@ -65,7 +65,7 @@ def test_bf16_decoding_runs_and_returns_float_results(tiny_model, synthetic_root
             prompts=PromptStore(seed=0),
             multimask=Multimask.CONFIDENCE,
             everything=EverythingSettings(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0),
-            bf16=bf16,
+            compute=Compute(bf16=bf16),
             progress=False,
         )
     assert len(rows[True]) == len(rows[False]) > 0

@@ -12,7 +12,7 @@ from sam4med.evaluation.everything import EverythingSettings
 from sam4med.jobs.evaluate import evaluate_model
 from sam4med.jobs.train import fine_tune
 from tests.conftest import REPO
-from tests.helpers import CONF, compose_config
+from tests.helpers import CONF, HANG_TIMEOUT_S, compose_config
 
 SMALL_TRAIN = [
     "model=tiny",
@@ -39,7 +39,7 @@ def test_every_option_of_other_groups_composes(tmp_path, group):
 
 def test_train_smoke_runs(tmp_path):
     cfg = compose_config("train", tmp_path, SMALL_TRAIN)
-    metrics = fine_tune(cfg)
+    metrics = fine_tune(cfg).metrics
     assert "val/dice" in metrics
     results = tmp_path / "run" / "results"
     frame = pd.read_csv(results / "metrics.csv")
@@ -79,7 +79,7 @@ def test_train_smoke_runs(tmp_path):
                 "dataset=synthetic",
                 "everything=cpu",
                 f"finetuned={checkpoints[0]}",
-                f"prompts.file={results / 'prompts.json'}",
+                f"evaluation.prompts.file={results / 'prompts.json'}",
             ],
         )
     )
@@ -92,22 +92,28 @@ def test_train_smoke_runs(tmp_path):
 
 
 def test_train_callback_takes_the_s1_settings_of_the_config(tmp_path):
-    settings = instantiate(compose_config("train", tmp_path).callbacks.before_after).settings
+    settings = instantiate(compose_config("train", tmp_path).evaluation)
     assert settings.strategies == ("S1", "S2", "S3", "S4", "S5", "S6")
     assert (settings.everything.points_per_side, settings.everything.points_per_batch) == (8, 16)
     assert settings.everything.pred_iou_thresh == 0.88 and settings.everything.stability_score_thresh == 0.95
-    paper = instantiate(compose_config("train", tmp_path, ["experiment=paper"]).callbacks.before_after)
-    assert paper.settings.everything == EverythingSettings()  # SAM's own generator defaults
+    paper = instantiate(compose_config("train", tmp_path, ["experiment=paper"]).evaluation)
+    assert paper.everything == EverythingSettings()  # SAM's own generator defaults
 
 
 def test_evaluate_smoke_runs_and_reuses_prompts(tmp_path):
-    cfg = compose_config("evaluate", tmp_path, ["model=tiny", "dataset=synthetic", "strategies=[S2,S4,S5]"])
+    cfg = compose_config("evaluate", tmp_path, ["model=tiny", "dataset=synthetic", "evaluation.strategies=[S2,S4,S5]"])
     first = evaluate_model(cfg)
     prompts = first / "prompts.json"
     cfg2 = compose_config(
         "evaluate",
         tmp_path / "second",
-        ["model=tiny", "dataset=synthetic", "strategies=[S2,S4,S5]", f"prompts.file={prompts}", "seed=999"],
+        [
+            "model=tiny",
+            "dataset=synthetic",
+            "evaluation.strategies=[S2,S4,S5]",
+            f"evaluation.prompts.file={prompts}",
+            "seed=999",
+        ],
     )
     second = evaluate_model(cfg2)
     assert json.loads((second / "prompts.json").read_text())["prompts"] == json.loads(prompts.read_text())["prompts"]
@@ -129,7 +135,7 @@ def test_vit_without_checkpoint_fails_in_one_line(tmp_path, script):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_TIMEOUT_S,
     )
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -138,9 +144,11 @@ def test_vit_without_checkpoint_fails_in_one_line(tmp_path, script):
 
 def test_cosmos_protocol_evaluates_on_nested_strided_prompts(tmp_path):
     cfg = compose_config(
-        "evaluate", tmp_path, ["experiment=cosmos", "model=tiny", "dataset=synthetic", "strategies=[S2,S3,S4,S5,S6]"]
+        "evaluate",
+        tmp_path,
+        ["experiment=cosmos", "model=tiny", "dataset=synthetic", "evaluation.strategies=[S2,S3,S4,S5,S6]"],
     )
-    assert (cfg.multimask, cfg.prompts.sampling, list(cfg.dataset.clip_percentiles)) == (
+    assert (cfg.evaluation.multimask, cfg.evaluation.prompts.sampling, list(cfg.dataset.clip_percentiles)) == (
         "oracle",
         "strided",
         [0.95, 99.5],

@@ -11,6 +11,7 @@ import torch
 
 from sam4med.embeddings import EmbeddingCache, verify
 from tests.conftest import REPO
+from tests.helpers import HANG_TIMEOUT_S
 
 
 @pytest.fixture
@@ -123,7 +124,7 @@ def test_two_processes_writing_one_entry_at_once_leave_a_valid_entry(tiny_model,
     for worker in workers:
         worker.start()
     for worker in workers:
-        worker.join(timeout=120)
+        worker.join(timeout=HANG_TIMEOUT_S)
     assert [w.exitcode for w in workers] == [0, 0]
     assert verify(cache_dir) == (2, [])
     assert torch.equal(EmbeddingCache(cache_dir).load(key), good[0])

@@ -11,7 +11,7 @@ SHRINK = [
     "dataset=synthetic",
     "trainer.max_epochs=1",
     "trainer.enable_progress_bar=false",
-    "callbacks.before_after.overlays=1",
+    "evaluation.overlays=1",
 ]
 
 
@@ -34,6 +34,6 @@ def test_alias_composes_to_its_experiment(tmp_path, alias):
 def test_experiment_smoke_runs(tmp_path, experiment):
     cfg = compose_config("train", tmp_path, [f"experiment={experiment}", *SHRINK])
     assert cfg.experiment_name == experiment
-    metrics = fine_tune(cfg)
+    metrics = fine_tune(cfg).metrics
     assert "val/dice" in metrics
     assert (tmp_path / "run" / "results" / "comparison.md").is_file()

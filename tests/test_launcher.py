@@ -8,7 +8,7 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from tests.helpers import CONF
+from tests.helpers import CONF, HANG_TIMEOUT_S
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,21 +35,21 @@ def test_two_job_quick_sweep_through_submitit_writes_the_merged_tables(tmp_path)
             "train.py",
             "-m",
             "hydra/launcher=submitit_local",
-            "hydra.launcher.timeout_min=10",
+            f"hydra.launcher.timeout_min={HANG_TIMEOUT_S // 60}",
             "experiment=quick",
             "seed=0,1",
             "trainer.max_epochs=1",
             "trainer.enable_progress_bar=false",
             "everything.points_per_side=4",
-            "strategies=[S1,S5]",
-            "callbacks.before_after.overlays=0",
+            "evaluation.strategies=[S1,S5]",
+            "evaluation.overlays=0",
             f"paths.root_dir={tmp_path}",
             f"hydra.sweep.dir={sweep}",
         ],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=2 * HANG_TIMEOUT_S,  # two training jobs
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (sweep / ".submitit").is_dir()  # the jobs went through submitit

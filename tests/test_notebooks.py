@@ -6,6 +6,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from tests.conftest import REPO
+from tests.helpers import HANG_TIMEOUT_S
 
 NOTEBOOKS = REPO / "notebooks"
 
@@ -20,7 +21,9 @@ def execute(name, results=None):
     if results is not None:
         cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
         cell.source += f"\nresults = {str(results)!r}"
-    NotebookClient(notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": NOTEBOOKS}}).execute()
+    NotebookClient(
+        notebook, kernel_name="python3", timeout=HANG_TIMEOUT_S, resources={"metadata": {"path": NOTEBOOKS}}
+    ).execute()
     return notebook
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam4med.cli import user_error
+from sam4med.command import user_error
 from sam4med.data.dataset import CosmosDataset
 from sam4med.embeddings import EmbeddingCache
 from sam4med.errors import DataError
@@ -23,6 +23,7 @@ from sam4med.prepare.synthetic import SyntheticShapes
 from sam4med.prompts.store import PromptStore
 from tests.conftest import REPO
 from tests.evaluation.evaluate_subprocess import score as score_in_child_settings
+from tests.helpers import HANG_TIMEOUT_S
 
 
 def folder_of(tmp_path, masks: dict[str, np.ndarray]):
@@ -100,7 +101,7 @@ def test_evaluation_killed_with_sigkill_resumes_to_the_same_rows(synthetic_root,
     killed = subprocess.run(
         [sys.executable, "-m", "tests.evaluation.evaluate_subprocess", str(synthetic_root), str(log),
          str(tmp_path / "killed.out"), "--kill-after", "3"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO, capture_output=True, text=True, timeout=HANG_TIMEOUT_S,
     )  # fmt: skip
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert not (tmp_path / "killed.out").exists()

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sam4med.cli import user_errors_in_one_line
+from sam4med.command import user_errors_in_one_line
 from sam4med.errors import DataError
 from sam4med.files import save_tensors
 from sam4med.models.sam_model import SamModel

@@ -17,7 +17,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sam4med.cli import user_errors_in_one_line
+from sam4med.command import user_errors_in_one_line
 from sam4med.errors import CheckpointError
 from sam4med.files import save_tensors
 from sam4med.models.finetuned import read_finetuned

@@ -12,6 +12,7 @@ from tensorboard.plugins.custom_scalar.layout_pb2 import Layout
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from sam4med.jobs.evaluate import evaluate_model
 from sam4med.jobs.train import fine_tune
 from tests.callbacks.wandb_records import artifact_files, logged
 from tests.helpers import compose_config
@@ -35,8 +36,8 @@ def test_tensorboard_and_offline_wandb_receive_results(tmp_path, monkeypatch):
             "logger=many",
             "trainer.max_epochs=1",
             "trainer.enable_progress_bar=false",
-            "strategies=[S4,S5]",
-            "callbacks.before_after.overlays=2",
+            "evaluation.strategies=[S4,S5]",
+            "evaluation.overlays=2",
         ],
     )
     fine_tune(cfg)
@@ -99,3 +100,28 @@ def test_tensorboard_and_offline_wandb_receive_results(tmp_path, monkeypatch):
     assert len(list((results / "overlays").glob("overlay_*.png"))) == 2
     assert len(list((results / "overlays").glob("overlay_*.svg"))) == 2
     assert (results / "report.html").is_file()
+
+
+def test_evaluate_sends_its_tables_figures_and_means_to_tensorboard(tmp_path):
+    cfg = compose_config(
+        "evaluate",
+        tmp_path,
+        [
+            "model=tiny",
+            "dataset=synthetic",
+            "logger=tensorboard",
+            "evaluation.strategies=[S2,S5]",
+            "evaluation.overlays=1",
+        ],
+    )
+    results = evaluate_model(cfg)
+    version = next((tmp_path / "run" / "tensorboard").glob("version_*"))
+    events = EventAccumulator(str(version))
+    events.Reload()
+    tags = events.Tags()
+    assert {"figures/strategy_means", "figures/dice_boxes", "figures/modality_means"} <= set(tags["images"])
+    assert len([t for t in tags["images"] if t.startswith("overlays/")]) == 1
+    assert any(t.startswith("comparison/table") for t in tags["tensors"])
+    frame = pd.read_csv(results / "metrics.csv")
+    logged_s5 = events.Scalars("zero_shot/S5/dice")[-1].value
+    assert logged_s5 == pytest.approx(frame.query("strategy == 'S5'")["dice"].mean(), rel=1e-6)

@@ -1,5 +1,5 @@
-from sam4med.data.format import ImageRecord
 from sam4med.data.split import make_split
+from sam4med.dataset_format import ImageRecord
 
 
 def volume(n, source="v"):

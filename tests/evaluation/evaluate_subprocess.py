@@ -24,7 +24,7 @@ from pathlib import Path
 from sam4med.data.dataset import CosmosDataset
 from sam4med.embeddings import EmbeddingCache
 from sam4med.evaluation.everything import EverythingSettings
-from sam4med.evaluation.results import ObjectResult
+from sam4med.evaluation.rows import ObjectResult
 from sam4med.evaluation.runner import score_dataset
 from sam4med.models.builders import build_tiny
 from sam4med.models.multimask import Multimask

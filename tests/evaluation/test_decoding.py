@@ -12,10 +12,11 @@ from sam4med.errors import ConfigError
 from sam4med.evaluation.decoding import decode_in_calls, prompts_per_call
 from sam4med.evaluation.everything import EverythingSettings
 from sam4med.evaluation.predict import predict, prompts_to_tensors
-from sam4med.evaluation.session import EvaluationSession, EvaluationSettings
+from sam4med.evaluation.session import EvaluationSession
+from sam4med.evaluation.settings import EvaluationSettings
 from sam4med.models.multimask import Multimask
 from sam4med.prompts.generate import make_prompt
-from sam4med.prompts.store import PromptStore
+from sam4med.run_files import ResultsFolder
 
 
 def test_call_size_follows_the_device_budget():
@@ -104,7 +105,7 @@ def test_shared_work_decoder_gives_the_same_masks(tiny_model, synthetic_root, st
         np.testing.assert_allclose(shared.scores, reference.scores, atol=1e-6)
 
 
-def test_compute_setting_reaches_the_decoder(tiny_model, synthetic_root, monkeypatch):
+def test_compute_setting_reaches_the_decoder(tiny_model, synthetic_root, monkeypatch, tmp_path):
     calls = []
     original = sam_model.shared_decoder.decode
     monkeypatch.setattr(sam_model.shared_decoder, "decode", lambda *a: calls.append(1) or original(*a))
@@ -115,7 +116,7 @@ def test_compute_setting_reaches_the_decoder(tiny_model, synthetic_root, monkeyp
         split="test",
         compute=Compute(shared_decoder=True),
     )
-    session = EvaluationSession(".", settings, prompts=PromptStore(seed=0), cache=EmbeddingCache(None))
+    session = EvaluationSession(ResultsFolder(tmp_path), settings, cache=EmbeddingCache(None))
     dataset = CosmosDataset(synthetic_root, image_ids=["syn0000"])
-    rows = session.score(tiny_model, dataset, phase="zero_shot", log_name=None, progress=False)
+    rows = session.score(tiny_model, dataset, phase="zero_shot", log=False, progress=False)
     assert rows and calls

@@ -95,7 +95,7 @@ def test_default_settings_are_sams_and_the_config_uses_them(tmp_path):
     assert (defaults.pred_iou_thresh, defaults.stability_score_thresh, defaults.box_nms_thresh) == (0.88, 0.95, 0.7)
     cfg = compose_config("evaluate", tmp_path)
     assert instantiate(cfg.everything) == defaults
-    assert list(cfg.strategies) == ["S1", "S2", "S3", "S4", "S5", "S6"]
+    assert list(cfg.evaluation.strategies) == ["S1", "S2", "S3", "S4", "S5", "S6"]
     grid = compose_config("evaluate", tmp_path, ["everything.points_per_side=16"])
     assert instantiate(grid.everything).points_per_side == 16
 

@@ -11,12 +11,12 @@ from sam4med.data.dataset import CosmosDataset
 from sam4med.embeddings import EmbeddingCache
 from sam4med.errors import ConfigError
 from sam4med.evaluation.everything import EverythingSettings
-from sam4med.evaluation.results import to_frame
 from sam4med.evaluation.runner import ALL_STRATEGIES, s1_empty_images, score_dataset
-from sam4med.evaluation.session import EvaluationSettings
+from sam4med.evaluation.settings import EvaluationSettings
 from sam4med.metrics import image_diagonal
 from sam4med.models.multimask import Multimask
 from sam4med.prompts.store import PromptStore
+from sam4med.results.frame import to_frame
 
 SMALL_GRID = EverythingSettings(points_per_side=4)
 

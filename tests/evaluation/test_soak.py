@@ -17,6 +17,7 @@ import pytest
 
 from sam4med.prepare.synthetic import SyntheticShapes
 from tests.conftest import REPO
+from tests.helpers import HANG_TIMEOUT_S
 
 IMAGES = 2000
 
@@ -27,7 +28,7 @@ def child(root, tmp_path, name, *extra):
                str(tmp_path / f"{name}.out"), "--cache", str(tmp_path / f"{name}.cache"), *extra]  # fmt: skip
     command += ["--strategies", "S5"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: steady timing on a shared CPU
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=2 * HANG_TIMEOUT_S)
 
 
 @pytest.mark.slow  # about 9 minutes on two busy cores

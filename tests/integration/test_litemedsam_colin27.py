@@ -5,15 +5,15 @@ import pandas as pd
 import pytest
 
 from sam4med.data.dataset import CosmosDataset
-from sam4med.data.format import read_manifest
+from sam4med.dataset_format import read_manifest
 from sam4med.embeddings import EmbeddingCache
 from sam4med.evaluation.everything import EverythingSettings
-from sam4med.evaluation.results import to_frame
 from sam4med.evaluation.runner import score_dataset
 from sam4med.metrics import dice
 from sam4med.models.builders import build_litemedsam
 from sam4med.models.multimask import Multimask
 from sam4med.prompts.store import PromptStore
+from sam4med.results.frame import to_frame
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import torch
 
 from sam4med.errors import CheckpointError, ConfigError
 from sam4med.models.builders import build_litemedsam, build_sam, build_tiny
+from tests.helpers import HANG_TIMEOUT_S
 
 
 def test_vit_needs_checkpoint():
@@ -62,6 +63,9 @@ def test_litemedsam_builds_without_library_warnings():
     """
     code = "from sam4med.models.builders import build_litemedsam; build_litemedsam()"
     proc = subprocess.run(
-        [sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True, text=True, timeout=300
+        [sys.executable, "-W", "error::FutureWarning", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=HANG_TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

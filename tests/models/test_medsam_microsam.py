@@ -19,6 +19,7 @@ from sam4med.models.builders import (
     micro_sam_state,
 )
 from tests.conftest import REPO
+from tests.helpers import HANG_TIMEOUT_S
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,7 @@ def test_evaluate_medsam_without_checkpoint_fails_in_one_line(tmp_path):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_TIMEOUT_S,
     )
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 
 from sam4med.data.dataset import CosmosDataset
-from sam4med.data.format import read_info, read_manifest
+from sam4med.dataset_format import read_info, read_manifest
 from sam4med.embeddings import EmbeddingCache
 from sam4med.evaluation.everything import EverythingSettings
 from sam4med.evaluation.runner import score_dataset

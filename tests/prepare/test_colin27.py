@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 
 from sam4med.data.dataset import CosmosDataset
-from sam4med.data.format import read_info, read_manifest
+from sam4med.dataset_format import read_info, read_manifest
 from sam4med.prepare.colin27 import MRICRON_DIR, SUBCORTICAL, read_aal_names
 
 
@@ -51,12 +51,12 @@ def test_second_call_reuses_the_folder(colin27_root):
 
 
 def test_summary_matches_the_atlas(colin27_root):
-    from sam4med.prepare.summary import summarize
+    from sam4med.prepare.summary import summarize_folder
 
     aal = np.asarray(nib.as_closest_canonical(nib.load(MRICRON_DIR / "aal.nii.gz")).dataobj)
     names = read_aal_names(MRICRON_DIR / "aal.nii.txt")
     kept = [r.slice_index for r in read_manifest(colin27_root)]
-    summary = summarize(colin27_root)
+    summary = summarize_folder(colin27_root)
     assert summary.images == 56 and summary.sizes == {"217x181": 56}
     for name in SUBCORTICAL:
         slices = sum(1 for z in kept if (aal[:, :, z] == names[name]).any())

@@ -10,7 +10,7 @@ import tifffile
 from PIL import Image
 
 from sam4med.data.dataset import CosmosDataset
-from sam4med.data.format import read_manifest
+from sam4med.dataset_format import read_manifest
 from sam4med.errors import DataError
 from sam4med.prepare.images import ImageFolderPreparer
 from sam4med.prepare.volumes import VolumePreparer

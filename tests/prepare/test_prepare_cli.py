@@ -3,15 +3,19 @@
 import subprocess
 import sys
 
-from sam4med.data.format import read_manifest
+from sam4med.dataset_format import read_manifest
 from sam4med.jobs.prepare import prepare_dataset
 from tests.conftest import REPO
-from tests.helpers import compose_config
+from tests.helpers import HANG_TIMEOUT_S, compose_config
 
 
 def run_prepare(*overrides, cwd=REPO):
     return subprocess.run(
-        [sys.executable, str(REPO / "prepare.py"), *overrides], cwd=cwd, capture_output=True, text=True, timeout=120
+        [sys.executable, str(REPO / "prepare.py"), *overrides],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=HANG_TIMEOUT_S,
     )
 
 

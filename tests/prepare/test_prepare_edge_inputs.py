@@ -7,7 +7,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from sam4med.data.format import read_manifest
+from sam4med.dataset_format import read_manifest
 from sam4med.errors import DataError
 from sam4med.prepare.images import ImageFolderPreparer
 from sam4med.prepare.volumes import VolumePreparer

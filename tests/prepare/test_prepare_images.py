@@ -6,7 +6,7 @@ import tifffile
 from PIL import Image
 
 from sam4med.data.dataset import CosmosDataset
-from sam4med.data.format import load_png, read_info, read_manifest
+from sam4med.dataset_format import load_png, read_info, read_manifest
 from sam4med.prepare.images import ImageFolderPreparer, read_image, read_labels, tile_boxes
 
 

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from sam4med.data.format import read_manifest
+from sam4med.dataset_format import read_manifest
 from sam4med.prepare.volumes import VolumePreparer
 from tests.prepare.volumes import SPACING, phantom, preparer_settings, save
 

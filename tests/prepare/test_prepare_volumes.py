@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sam4med.data.dataset import CosmosDataset
-from sam4med.data.format import read_info, read_manifest
+from sam4med.dataset_format import read_info, read_manifest
 from sam4med.errors import ConfigError, DataError
 from sam4med.prepare.volumes import VolumePreparer, view
 from tests.prepare.volumes import SPACING, phantom, preparer_settings, save, volume_folder

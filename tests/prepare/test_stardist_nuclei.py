@@ -7,9 +7,9 @@ import pytest
 import tifffile
 
 from sam4med.data.dataset import CosmosDataset
-from sam4med.data.format import read_info, read_manifest
+from sam4med.dataset_format import read_info, read_manifest
 from sam4med.prepare.stardist_nuclei import StardistNuclei, stardist_images_dir
-from sam4med.prepare.summary import summarize
+from sam4med.prepare.summary import summarize_folder
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_tiles_match_the_source_mask(nuclei_root):
 
 
 def test_summary_counts_every_nucleus_piece(nuclei_root):
-    summary = summarize(nuclei_root)
+    summary = summarize_folder(nuclei_root)
     assert summary.images == 4 and summary.targets == {"Cell-Microscopy": summary.objects["Cell"][0]}
     assert summary.objects["Cell"][0] >= 125
     assert set(read_info(nuclei_root).label_maps[0].objects.values()) == {"Cell"}

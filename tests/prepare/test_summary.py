@@ -5,13 +5,13 @@ import shutil
 
 import pytest
 
-from sam4med.prepare.summary import area_bin, main, summarize
+from sam4med.prepare.summary import area_bin, main, summarize_folder
 from sam4med.prepare.synthetic import SyntheticShapes
 
 
 def test_counts_of_a_synthetic_dataset(tmp_path):
     root = SyntheticShapes(n_images=6, size=(48, 64), modalities=("MRI", "CT", "RGB"))(tmp_path / "syn")
-    summary = summarize(root)
+    summary = summarize_folder(root)
     assert summary.images == 6 and summary.sources == 1
     assert summary.objects["Disc"] == (6, 6) and summary.objects["BorderDisc"] == (2, 2)
     # images 0..5 take MRI, CT, RGB in turn; the border disc is in images 0 and 3 (both MRI)
@@ -31,7 +31,7 @@ def test_label_maps_are_read_when_the_manifest_has_no_objects(synthetic_root, tm
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    assert summarize(folder) == summarize(synthetic_root)
+    assert summarize_folder(folder) == summarize_folder(synthetic_root)
 
 
 def test_command_prints_and_plots(synthetic_root, tmp_path, capsys):

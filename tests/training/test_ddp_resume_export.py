@@ -13,11 +13,12 @@ from segment_anything.modeling import Sam
 from sam4med.export import export
 from sam4med.models.builders import build_tiny
 from tests.conftest import REPO
+from tests.helpers import HANG_TIMEOUT_S
 
 BASE = ["model=tiny", "dataset=synthetic", "trainer.enable_progress_bar=false", "trainer.max_epochs=3"]
 
 
-def run_train(tmp_path, name, *overrides, timeout=240):
+def run_train(tmp_path, name, *overrides, timeout=HANG_TIMEOUT_S):
     args = [
         *BASE,
         f"paths.data_dir={tmp_path / 'data'}",

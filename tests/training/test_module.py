@@ -3,7 +3,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sam4med.data.dataset import CosmosDataset
-from sam4med.data.samples import DecoderSamples, collate
+from sam4med.data.training_samples import DecoderSamples, collate
 from sam4med.embeddings import EmbeddingCache
 from sam4med.models.builders import build_tiny
 from sam4med.models.finetuned import load_finetuned_decoder

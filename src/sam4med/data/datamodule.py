@@ -9,12 +9,12 @@ from pathlib import Path
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from sam4med.data.clip import check_percentiles
 from sam4med.data.dataset import CosmosDataset
-from sam4med.data.format import read_manifest
-from sam4med.data.sampler import EpochSampler
-from sam4med.data.samples import DecoderSamples, collate
+from sam4med.data.epoch_sampler import EpochSampler
+from sam4med.data.intensity_clip import check_percentiles
 from sam4med.data.split import Split, make_split
+from sam4med.data.training_samples import DecoderSamples, collate
+from sam4med.dataset_format import read_manifest
 from sam4med.embeddings import EmbeddingCache
 from sam4med.errors import ConfigError
 from sam4med.models.sam_model import SamModel
@@ -33,7 +33,7 @@ class CosmosDataModule(pl.LightningDataModule):
         split_seed: seed of the split.
         min_object_area: objects smaller than this (pixels) in an image are not used (the COSMOS
             authors drop objects of 50 pixels or fewer: 51).
-        clip_percentiles: per-image percentile clipping of the model input (see :mod:`sam4med.data.clip`).
+        clip_percentiles: per-image percentile clipping of the model input (see :mod:`sam4med.data.intensity_clip`).
         batch_size: objects per training step.
         num_workers: DataLoader workers.
         box_jitter: training-time box jitter in original pixels per side (0 at validation).

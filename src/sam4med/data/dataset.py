@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sam4med.data.clip import check_percentiles, clip_percentiles
-from sam4med.data.format import (
+from sam4med.data.intensity_clip import check_percentiles, clip_percentiles
+from sam4med.dataset_format import (
     DatasetInfo,
     ImageRecord,
     check_objects,
@@ -69,12 +69,12 @@ class CosmosDataset:
     """The images of a dataset folder (optionally a subset of image ids) and their objects.
 
     Args:
-        root: dataset folder (see :mod:`sam4med.data.format`).
+        root: dataset folder (see :mod:`sam4med.dataset_format`).
         image_ids: restrict to these images (e.g. one split); None keeps all.
         min_object_area: objects with fewer foreground pixels in an image are left out of that image.
         clip_percentiles: ``(low, high)``: each image is clipped to these percentiles of its own
             intensities and rescaled as it is read (the COSMOS authors' input rule, see
-            :mod:`sam4med.data.clip`); None reads images as prepared.
+            :mod:`sam4med.data.intensity_clip`); None reads images as prepared.
     """
 
     def __init__(

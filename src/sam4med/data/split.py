@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sam4med.data.format import ImageRecord
+from sam4med.dataset_format import ImageRecord
 from sam4med.errors import ConfigError
 
 SPLITS = ("train", "val", "test")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sam4med.compute import Compute
 from sam4med.evaluation.decoding import decode_in_calls
 from sam4med.models.multimask import Multimask, choose
 from sam4med.models.sam_model import SamModel
@@ -87,3 +88,30 @@ def predict(
     choice = choose(multimask, masks, scores, gt_masks)
     rows = np.arange(len(prompts))
     return Prediction(masks=masks[rows, choice], scores=scores[rows, choice], choice=choice)
+
+
+def predict_scored(
+    model: SamModel,
+    embedding: torch.Tensor,
+    prompts: Sequence[Prompt],
+    original_size: tuple[int, int],
+    *,
+    multimask: Multimask,
+    compute: Compute,
+    gt_masks: np.ndarray | None = None,
+) -> Prediction:
+    """:func:`predict` the way scoring decodes S2–S6 under ``compute``: its call size, its shared-work decoder
+    and its bfloat16 autocast. Whatever redraws a scored prediction (the overlays) calls this, so a drawn
+    mask is the scored one.
+    """
+    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=compute.bf16):
+        return predict(
+            model,
+            embedding,
+            prompts,
+            original_size,
+            multimask=multimask,
+            gt_masks=gt_masks,
+            per_call=compute.prompts_per_call,
+            shared_work=compute.shared_decoder,
+        )

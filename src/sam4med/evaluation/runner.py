@@ -30,12 +30,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from sam4med.compute import Compute
 from sam4med.data.dataset import CosmosDataset, ImageItem
 from sam4med.embeddings import EmbeddingCache
 from sam4med.errors import DataError
 from sam4med.evaluation.everything import EverythingMode, EverythingSettings, match_masks
-from sam4med.evaluation.predict import predict
-from sam4med.evaluation.results import COLUMNS, ObjectResult
+from sam4med.evaluation.predict import predict_scored
+from sam4med.evaluation.rows import COLUMNS, ObjectResult, Phase
 from sam4med.evaluation.scoring import score_objects
 from sam4med.evaluation.zero_shot_store import ZeroShotStore
 from sam4med.files import write_text
@@ -57,7 +58,7 @@ PROMPT_SAVE_SECONDS = 30.0
 # Phases scored with the base model's own decoder: their rows depend on the base weights only. (When
 # training resumes from a checkpoint, the trained decoder is already loaded when the zero-shot rows are
 # read back from the log, so the decoder must not be part of their hash.)
-BASE_DECODER_PHASES = ("zero_shot",)
+BASE_DECODER_PHASES = (Phase.ZERO_SHOT,)
 
 
 def settings_hash(
@@ -65,7 +66,7 @@ def settings_hash(
     dataset: CosmosDataset,
     prompts: PromptStore,
     *,
-    phase: str,
+    phase: Phase,
     multimask: Multimask,
     everything: EverythingSettings,
     bf16: bool = False,
@@ -116,7 +117,7 @@ def _read_log(path: Path | None) -> list[tuple[str, ObjectResult]]:
             if not isinstance(settings, str) or set(data) != set(COLUMNS):
                 break
             rows.append((settings, ObjectResult(**data)))
-        except (json.JSONDecodeError, TypeError, AttributeError):
+        except (ValueError, TypeError, AttributeError):  # ValueError: a cut line, or an unknown phase
             break
     return rows
 
@@ -125,7 +126,7 @@ def _log_lines(rows: Sequence[tuple[str, ObjectResult]]) -> str:
     return "".join(json.dumps({"settings": settings, **asdict(r)}) + "\n" for settings, r in rows)
 
 
-def _resumable(logged: list[tuple[str, ObjectResult]], path: Path, phase: str, settings: str) -> list[ObjectResult]:
+def _resumable(logged: list[tuple[str, ObjectResult]], path: Path, phase: Phase, settings: str) -> list[ObjectResult]:
     """The logged rows of ``phase``, after checking they were made with the same settings."""
     other = {h for h, r in logged if r.phase == phase and h != settings}
     if other:
@@ -143,12 +144,11 @@ def _score_image(
     embedding: torch.Tensor,
     strategy: str,
     *,
-    phase: str,
+    phase: Phase,
     prompts: PromptStore,
     multimask: Multimask,
     everything: EverythingMode | None,
-    per_call: int | None,
-    shared_work: bool = False,
+    compute: Compute,
 ) -> list[ObjectResult]:
     size = item.image.shape[:2]
     if strategy == "S1":
@@ -158,16 +158,7 @@ def _score_image(
         masks, scores, candidates = matched.masks, matched.scores, len(generated.masks)
     else:
         batch = [prompts.get(m, strategy, o.key) for o, m in zip(item.objects, item.masks, strict=True)]
-        pred = predict(
-            model,
-            embedding,
-            batch,
-            size,
-            multimask=multimask,
-            gt_masks=item.masks,
-            per_call=per_call,
-            shared_work=shared_work,
-        )
+        pred = predict_scored(model, embedding, batch, size, multimask=multimask, compute=compute, gt_masks=item.masks)
         masks, scores, candidates = pred.masks, pred.scores, 3 if multimask.multimask_output else 1
     return score_objects(
         phase=phase,
@@ -192,14 +183,12 @@ def score_dataset(
     dataset: CosmosDataset,
     *,
     strategies: Sequence[str],
-    phase: str,
+    phase: Phase,
     cache: EmbeddingCache,
     prompts: PromptStore,
     multimask: Multimask,
     everything: EverythingSettings,
-    prompts_per_call: int | None = None,
-    bf16: bool = False,
-    shared_work: bool = False,
+    compute: Compute | None = None,
     log_path: str | Path | None = None,
     progress: bool = True,
     zero_shot_store: ZeroShotStore | None = None,
@@ -211,24 +200,26 @@ def score_dataset(
         dataset: images and objects to score.
         strategies: any of ``S1`` ... ``S6``, e.g. ``["S5"]`` (checked by
             :class:`~sam4med.evaluation.session.EvaluationSettings`).
-        phase: label of this evaluation in the results (``zero_shot``, ``finetuned`` ...).
+        phase: the phase the rows are labelled with (:class:`~sam4med.evaluation.rows.Phase`).
         cache: embedding cache.
         prompts: prompt store (S2–S6); prompts it holds are reused, new ones are added to it.
         multimask: mask selection for S2–S6, see :class:`~sam4med.models.multimask.Multimask` (S1
             always uses all three multimask outputs of every grid point, as SAM's generator does).
         everything: S1 generator settings (grid, filters).
-        prompts_per_call: prompts (S2–S6) or grid points (S1) per decoder call; None: sized for the
-            device (:func:`~sam4med.evaluation.decoding.prompts_per_call`) under S2–S6 and
-            ``everything.points_per_batch`` under S1. Masks do not depend on it.
-        bf16: decode under bfloat16 autocast (a GPU option; the image encoder is not autocast).
-        shared_work: decode S2–S6 with :mod:`sam4med.models.shared_decoder` (the work the prompts of an
-            image share done once; ``compute.shared_decoder``); S1 always prefilters with it and decodes
-            its survivors with SAM's.
+        compute: how to decode (the device is the model's; None: the defaults): ``prompts_per_call``
+            prompts (S2–S6) or grid points (S1) per decoder call (None: sized for the device, see
+            :func:`~sam4med.evaluation.decoding.prompts_per_call`, under S2–S6 and
+            ``everything.points_per_batch`` under S1; masks do not depend on it); ``bf16`` autocast of
+            the decoder (a GPU option; the image encoder is not autocast); ``shared_decoder``: S2–S6
+            through :mod:`sam4med.models.shared_decoder` (S1 always prefilters with it and decodes its
+            survivors with SAM's).
         log_path: JSON-lines file of finished rows (resumable); None keeps rows in memory only.
         progress: show a progress bar over images.
         zero_shot_store: rows shared between runs (:class:`~sam4med.evaluation.zero_shot_store.ZeroShotStore`),
             read and written for the zero-shot phase only; None scores everything here.
     """
+    phase = Phase.parse(phase)
+    compute = compute or Compute()
     path = Path(log_path) if log_path else None
     settings = settings_hash(
         model,
@@ -237,8 +228,8 @@ def score_dataset(
         phase=phase,
         multimask=multimask,
         everything=everything,
-        bf16=bf16,
-        shared_work=shared_work,
+        bf16=compute.bf16,
+        shared_work=compute.shared_decoder,
     )
     logged = _read_log(path)
     results = _resumable(logged, path, phase, settings) if path is not None else []
@@ -248,7 +239,7 @@ def score_dataset(
     store = zero_shot_store if phase in BASE_DECODER_PHASES else None  # fine-tuned rows are a run's own
     store_hits = store.hits if store is not None else 0
     model.eval()
-    s1 = EverythingMode(model, everything, per_call=prompts_per_call) if "S1" in strategies else None
+    s1 = EverythingMode(model, everything, per_call=compute.prompts_per_call) if "S1" in strategies else None
     hits, misses, embed_seconds = cache.hits, cache.misses, 0.0
     saved_at = time.perf_counter()
     bar = tqdm(total=len(dataset), desc=f"evaluate {phase}", unit="img", disable=not progress)
@@ -279,7 +270,7 @@ def score_dataset(
                     continue
                 if id(item) not in embeddings:  # a stored file that turned out unusable
                     embeddings[id(item)] = cache.get(model, item.image)
-                with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+                with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=compute.bf16):
                     rows = _score_image(
                         model,
                         item,
@@ -289,8 +280,7 @@ def score_dataset(
                         prompts=prompts,
                         multimask=multimask,
                         everything=s1,
-                        per_call=prompts_per_call,
-                        shared_work=shared_work,
+                        compute=compute,
                     )
                 if store is not None:
                     store.put(settings, item, strategy, rows)

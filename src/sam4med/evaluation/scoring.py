@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sam4med.data.dataset import ObjectRef
-from sam4med.evaluation.results import ObjectResult
+from sam4med.evaluation.rows import ObjectResult, Phase
 from sam4med.metrics import dice, hausdorff_pair, iou
 
 
@@ -26,7 +26,7 @@ def distances(
 
 def score_objects(
     *,
-    phase: str,
+    phase: Phase,
     strategy: str,
     objects: Sequence[ObjectRef],
     gt_masks: np.ndarray,
@@ -38,7 +38,7 @@ def score_objects(
     """One row per object.
 
     Args:
-        phase: ``zero_shot``, ``finetuned`` ...
+        phase: the phase the rows are labelled with.
         strategy: ``S1`` ... ``S6``.
         objects: the N objects of the image.
         gt_masks: N x H x W bool ground truth.

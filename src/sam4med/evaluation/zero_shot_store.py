@@ -26,7 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from sam4med.data.dataset import ImageItem
-from sam4med.evaluation.results import COLUMNS, ObjectResult
+from sam4med.evaluation.rows import COLUMNS, ObjectResult, Phase
 from sam4med.files import write_text
 
 log = logging.getLogger("sam4med")
@@ -67,7 +67,7 @@ class ZeroShotStore:
         """Whether rows of (settings, image, strategy) are stored (not whether they are usable)."""
         return self._path(settings, item, strategy).is_file()
 
-    def get(self, settings: str, item: ImageItem, strategy: str, phase: str) -> list[ObjectResult] | None:
+    def get(self, settings: str, item: ImageItem, strategy: str, phase: Phase) -> list[ObjectResult] | None:
         """The stored rows, relabelled ``phase``; None when there are none (or they cannot be used)."""
         path = self._path(settings, item, strategy)
         if not path.is_file():

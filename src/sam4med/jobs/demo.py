@@ -14,20 +14,20 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from sam4med.cli import quiet_libraries
+from sam4med.command import quiet_libraries
 from sam4med.jobs.evaluate import evaluate_model
 from sam4med.jobs.train import fine_tune
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 OVERRIDES = {
-    "evaluate": ["model=tiny", "dataset=synthetic", "strategies=[S2,S3,S4,S5,S6]", "+overlays=3"],
+    "evaluate": ["model=tiny", "dataset=synthetic", "evaluation.strategies=[S2,S3,S4,S5,S6]", "evaluation.overlays=3"],
     "train": [
         "experiment=quick",
-        "strategies=[S2,S4,S5,S6]",
+        "evaluation.strategies=[S2,S4,S5,S6]",
+        "evaluation.overlays=3",
         "trainer.max_epochs=1",
         "trainer.enable_progress_bar=false",
         "logger=none",
-        "callbacks.before_after.overlays=3",
     ],
 }
 
@@ -45,5 +45,4 @@ def demo_run(kind: str, folder: str | Path) -> Path:
         cfg.paths.zero_shot_dir = str(folder / "zero_shot")
     if kind == "evaluate":
         return evaluate_model(cfg)
-    fine_tune(cfg)
-    return folder / "run" / "results"
+    return fine_tune(cfg).results_dir

@@ -9,16 +9,15 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sam4med.cli import check_required
+from sam4med.command import check_required
 from sam4med.errors import ConfigError
-from sam4med.evaluation.figures import write_figures
-from sam4med.evaluation.overlays import close_overlays, write_overlays
-from sam4med.evaluation.report import print_strategy_table
-from sam4med.evaluation.report_html import write_report
-from sam4med.evaluation.session import EvaluationSession, EvaluationSettings
+from sam4med.evaluation.rows import Phase
+from sam4med.evaluation.session import EvaluationSession
+from sam4med.evaluation.settings import EvaluationSettings
 from sam4med.models.finetuned import read_finetuned
-from sam4med.prompts.generate import check_sampling
-from sam4med.prompts.store import PromptStore
+from sam4med.results.finish import OverlaySource, finish
+from sam4med.results.frame import to_frame
+from sam4med.run_files import RunFolder
 
 log = logging.getLogger("sam4med")
 
@@ -31,72 +30,45 @@ def evaluate_model(cfg: DictConfig) -> Path:
     """
     check_required(cfg)
     started = time.perf_counter()
-    compute = instantiate(cfg.compute)
-    settings = EvaluationSettings.build(
-        strategies=cfg.strategies,
-        multimask=cfg.multimask,
-        everything=instantiate(cfg.everything),
-        split=cfg.split,
-        compute=compute,
-    )
-    sampling = check_sampling(cfg.prompts.sampling)
-    if cfg.prompts.file and not Path(cfg.prompts.file).is_file():
-        raise ConfigError(f"prompts.file={cfg.prompts.file}: file does not exist")
+    settings: EvaluationSettings = instantiate(cfg.evaluation)
     finetuned = read_finetuned(cfg.finetuned) if cfg.get("finetuned") else None
     if finetuned is not None and finetuned.multimask not in (None, settings.multimask):
         raise ConfigError(
             f"{cfg.finetuned} was trained for multimask={finetuned.multimask}; score it with the same setting "
-            f"(multimask={finetuned.multimask}), not multimask={settings.multimask}"
+            f"(evaluation.multimask={finetuned.multimask}), not evaluation.multimask={settings.multimask}"
         )
     datamodule = instantiate(cfg.dataset)
     datamodule.prepare_data()
-    dataset = datamodule.dataset(cfg.split)  # an empty split fails here, before any model is loaded
-    results_dir = Path(cfg.paths.output_dir) / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir.parent / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    datamodule.save_split(results_dir.parent / "split.csv")
+    dataset = datamodule.dataset(settings.split)  # an empty split fails here, before any model is loaded
+    run = RunFolder(cfg.paths.output_dir)
+    run.results.path.mkdir(parents=True, exist_ok=True)
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    run.config.write_text(OmegaConf.to_yaml(run_config))
+    datamodule.save_split(run.split)
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    for logger in loggers:
+        logger.log_hyperparams(run_config)
 
     model = instantiate(cfg.model)
-    phase = "zero_shot"
+    phase = Phase.ZERO_SHOT
     if finetuned is not None:
         finetuned.load_into(model)
-        phase = "finetuned"
-    compute.place(model)  # the model, hence the embeddings and prompts, on compute.device
+        phase = Phase.FINETUNED
+    settings.compute.place(model)  # the model, hence the embeddings and prompts, on compute.device
     log.info("evaluating on %s", model.device)
-    prompts_file = results_dir / "prompts.json"
-    # score on exactly the prompts of an earlier run (prompts.file=PATH) or resume this run's own
-    if cfg.prompts.file:
-        prompts = PromptStore(
-            seed=cfg.seed, sampling=sampling, read_from=cfg.prompts.file, write_to=prompts_file, only_stored=True
-        )
-    else:
-        prompts = PromptStore(seed=cfg.seed, sampling=sampling, read_from=prompts_file, write_to=prompts_file)
-    session = EvaluationSession(
-        results_dir,
-        settings,
-        prompts=prompts,
-        cache=instantiate(cfg.embeddings),
-        zero_shot_dir=None if cfg.prompts.file else cfg.get("zero_shot_dir"),
-    )
+    # scores on exactly the prompts of an earlier run (evaluation.prompts.file=PATH) or resumes its own
+    session = EvaluationSession(run.results, settings, cache=instantiate(cfg.embeddings))
     rows = session.score(model, dataset, phase=phase)
-    meta = session.describe(model, rows, title=f"{phase} evaluation", finetuned=cfg.get("finetuned") or "")
-    frame = session.write(rows, meta)
-    if len(frame):
-        write_figures(frame, results_dir / "figures")
-        overlays = write_overlays(
-            frame,
-            results_dir / "overlays",
-            model=model,
-            dataset=dataset,
-            decoders={phase: None},
-            cache=session.cache,
-            prompts=prompts,
-            multimask=settings.multimask,
-            max_targets=cfg.get("overlays", 16),
-        )
-        close_overlays(overlays)
-        write_report(results_dir)
-        print_strategy_table(frame, title=f"{model.name} on the {cfg.split} split")
+    finish(
+        run.results,
+        to_frame(rows),
+        session.describe(model, rows, title=f"{phase} evaluation", finetuned=cfg.get("finetuned") or ""),
+        title=f"{model.name} on the {settings.split} split",
+        loggers=loggers,
+        overlays=OverlaySource(model, dataset, session, {phase: None}),
+    )
+    for logger in loggers:
+        logger.finalize("success")
     log.info(session.cache.stats())
-    log.info("results in %s (%.1f s)", results_dir, time.perf_counter() - started)
-    return results_dir
+    log.info("results in %s (%.1f s)", run.results.path, time.perf_counter() - started)
+    return run.results.path

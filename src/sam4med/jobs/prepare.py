@@ -8,9 +8,9 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from sam4med.cli import check_required
+from sam4med.command import check_required
 from sam4med.errors import ConfigError
-from sam4med.prepare.summary import plot_summary, summarize
+from sam4med.prepare.summary import plot_summary, summarize_folder
 
 
 def prepare_dataset(cfg: DictConfig) -> Path:
@@ -24,7 +24,7 @@ def prepare_dataset(cfg: DictConfig) -> Path:
     preparer(root)
     print(f"{root}: ready in {time.perf_counter() - start:.1f} s")
     if cfg.summary or cfg.plot:
-        summary = summarize(root)
+        summary = summarize_folder(root)
         if cfg.summary:
             print(summary.as_text())
         if cfg.plot:

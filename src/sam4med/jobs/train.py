@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import subprocess
 import warnings
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch.distributed as dist
@@ -15,10 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from sam4med.callbacks.before_after import BeforeAfterEvaluation
-from sam4med.cli import check_required
+from sam4med.command import check_required
 from sam4med.errors import ConfigError
-from sam4med.evaluation.report_html import finish_run
-from sam4med.models.multimask import Multimask
+from sam4med.evaluation.settings import EvaluationSettings
+from sam4med.run_files import RunFolder
 
 log = logging.getLogger("sam4med")
 
@@ -34,11 +35,19 @@ def git_commit() -> str:
         return "unknown"
 
 
-def resolve_resume(ckpt_path: str | None, output_dir: Path) -> str | None:
+@dataclass(frozen=True)
+class FineTuned:
+    """What a training run gives back: its results folder and the trainer's final metrics."""
+
+    results_dir: Path
+    metrics: dict[str, float]
+
+
+def resolve_resume(ckpt_path: str | None, run: RunFolder) -> str | None:
     """``last`` means this run folder's ``checkpoints/last.ckpt`` if it exists (else a fresh start)."""
     if ckpt_path != "last":
         return ckpt_path
-    last = output_dir / "checkpoints" / "last.ckpt"
+    last = run.last_checkpoint
     if last.is_file():
         log.info("resuming from %s", last)
         return str(last)
@@ -46,54 +55,66 @@ def resolve_resume(ckpt_path: str | None, output_dir: Path) -> str | None:
     return None
 
 
-def check_fresh_run_folder(output_dir: Path, ckpt_path: str | None) -> None:
+def check_fresh_run_folder(run: RunFolder, ckpt_path: str | None) -> None:
     """A new run (no ``ckpt_path``) must not start in a folder that holds another run's checkpoints or results:
     they would be reported as its own (and Lightning would write ``last-v1.ckpt`` beside ``last.ckpt``).
     """
     if ckpt_path:
         return
-    used = [p for p in (output_dir / "checkpoints", output_dir / "results") if p.is_dir() and any(p.iterdir())]
+    used = [p for p in (run.checkpoints, run.results.path) if p.is_dir() and any(p.iterdir())]
     if used:
         raise ConfigError(
-            f"{output_dir}: already holds a run ({', '.join(p.name + '/' for p in used)}); use a new run folder, "
+            f"{run.path}: already holds a run ({', '.join(p.name + '/' for p in used)}); use a new run folder, "
             "or ckpt_path=last to resume that run"
         )
 
 
-def fine_tune(cfg: DictConfig) -> dict[str, Any]:
-    """Fit the mask decoder as configured; returns the trainer's final metrics."""
+def build_callbacks(cfg: DictConfig, settings: EvaluationSettings, run: RunFolder) -> list[pl.Callback]:
+    """The trainer's callbacks; a partial one (``_partial_: true``) is completed with the run's evaluation
+    settings and folder (the before/after evaluation).
+    """
+    callbacks = []
+    for node in (cfg.get("callbacks") or {}).values():
+        if node is None:
+            continue
+        callback = instantiate(node)
+        callbacks.append(callback(settings=settings, run_dir=run.path) if isinstance(callback, partial) else callback)
+    return callbacks
+
+
+def fine_tune(cfg: DictConfig) -> FineTuned:
+    """Fit the mask decoder as configured; returns the results folder and the trainer's final metrics."""
     check_required(cfg)
-    output_dir = Path(cfg.paths.output_dir)
-    check_fresh_run_folder(output_dir, cfg.get("ckpt_path"))
+    run = RunFolder(cfg.paths.output_dir)
+    check_fresh_run_folder(run, cfg.get("ckpt_path"))
     pl.seed_everything(cfg.seed, workers=True)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    run.path.mkdir(parents=True, exist_ok=True)
     run_config = OmegaConf.to_container(cfg, resolve=True)
     run_config["git_commit"] = git_commit()
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_config))
+    run.config.write_text(OmegaConf.to_yaml(run_config))
 
     # fail fast: settings and splits are checked before any model is loaded or any image encoded
+    settings: EvaluationSettings = instantiate(cfg.evaluation)  # the run's one Compute is in here
     datamodule = instantiate(cfg.dataset)
     datamodule.prepare_data()
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks = build_callbacks(cfg, settings, run)
     scored = [c.settings.split for c in callbacks if isinstance(c, BeforeAfterEvaluation)]
     for split in dict.fromkeys(["train", "val", *scored]):
         datamodule.dataset(split)  # a ConfigError names an empty split
-    if cfg.module.get("multimask") is not None:
-        Multimask.parse(cfg.module.multimask)
 
-    model = instantiate(cfg.compute).configure(instantiate(cfg.model))  # the trainer places it
+    model = settings.compute.configure(instantiate(cfg.model))  # the trainer places it
     cache = instantiate(cfg.embeddings)
     datamodule.attach(model, cache)
-    datamodule.save_split(output_dir / "split.csv")
+    datamodule.save_split(run.split)
     # partial first: the run config must reach the module as plain data, not be instantiated by Hydra
-    module = instantiate(cfg.module, _partial_=True)(model=model, run_config=run_config)
+    module = instantiate(cfg.module, _partial_=True)(model=model, multimask=settings.multimask, run_config=run_config)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     for logger in loggers:
         logger.log_hyperparams(run_config)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     try:
-        resume = resolve_resume(cfg.get("ckpt_path"), output_dir)
+        resume = resolve_resume(cfg.get("ckpt_path"), run)
         with warnings.catch_warnings():
             # the frozen encoders are in eval mode on purpose (SamModel.freeze_encoders): nothing to act on
             warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode", PossibleUserWarning)
@@ -105,6 +126,4 @@ def fine_tune(cfg: DictConfig) -> dict[str, Any]:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
     log.info(cache.stats())
-    if trainer.global_rank == 0 and (output_dir / "results" / "metrics.csv").is_file():
-        finish_run(output_dir / "results", title=f"{', '.join(cfg.strategies)} on the test split")
-    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return FineTuned(run.results.path, {k: float(v) for k, v in trainer.callback_metrics.items()})

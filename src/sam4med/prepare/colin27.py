@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from sam4med.data.format import ImageRecord, LabelMap
+from sam4med.dataset_format import ImageRecord, LabelMap
 from sam4med.errors import ConfigError, DataError
 from sam4med.prepare.labels import LabelSpec
 from sam4med.prepare.preparer import Preparer

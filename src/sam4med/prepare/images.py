@@ -20,7 +20,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from sam4med.data.format import ImageRecord
+from sam4med.dataset_format import ImageRecord
 from sam4med.errors import ConfigError, DataError
 from sam4med.prepare.inputs import file_stem, label_file, source_of
 from sam4med.prepare.intensity import Intensity

@@ -13,12 +13,12 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from sam4med.data.format import DatasetInfo, ImageRecord, LabelMap, read_info
+from sam4med.dataset_format import DatasetInfo, ImageRecord, LabelMap, read_info
 from sam4med.errors import ConfigError, DataError
 from sam4med.prepare.inputs import file_stem, find_inputs, safe_id
 from sam4med.prepare.labels import LabelSpec
 from sam4med.prepare.rules import SliceRules
-from sam4med.prepare.writer import DatasetWriter, Input, Part, is_complete, label_maps_from, report, run_inputs
+from sam4med.prepare.writer import DatasetWriter, Input, Part, is_complete, label_maps_from, log_counts, run_inputs
 
 
 class Preparer:
@@ -60,7 +60,7 @@ class Preparer:
         parts = run_inputs(writer, inputs, self.process, desc=f"{self.name} {self.unit}s", unit=self.unit)
         records = [r for p in parts for r in p.records]
         writer.finish(DatasetInfo(self.name, self.label_maps(records), preparation=settings), parts)
-        report(root, parts, start)
+        log_counts(root, parts, start)
         return root
 
     def check_same_settings(self, root: Path) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sam4med.data.format import ImageRecord, ObjectEntry
+from sam4med.dataset_format import ImageRecord, ObjectEntry
 from sam4med.prepare.rules import SliceRules, exclusions, keep
 from sam4med.prepare.writer import DatasetWriter, Skip
 

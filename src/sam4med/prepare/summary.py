@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sam4med.cli import user_errors_in_one_line
-from sam4med.data.format import (
+from sam4med.command import user_errors_in_one_line
+from sam4med.dataset_format import (
     ImageRecord,
     ObjectEntry,
     check_objects,
@@ -96,7 +96,7 @@ def _objects(root: Path, record: ImageRecord, info) -> tuple[ObjectEntry, ...]:
     return tuple(entries)
 
 
-def summarize(root: str | Path) -> Summary:
+def summarize_folder(root: str | Path) -> Summary:
     """Count the images and objects of a dataset folder."""
     root = Path(root)
     info = read_info(root)
@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="a dataset folder (dataset.yaml, manifest.csv, images/, labels/)")
     parser.add_argument("--plot", default=None, help="bar plot PNG (default <folder>/summary.png; '' for none)")
     args = parser.parse_args(argv)
-    summary = summarize(args.folder)
+    summary = summarize_folder(args.folder)
     print(summary.as_text())
     plot = args.folder / "summary.png" if args.plot is None else Path(args.plot) if args.plot else None
     if plot is not None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sam4med.data.format import ImageRecord, LabelMap
+from sam4med.dataset_format import ImageRecord, LabelMap
 from sam4med.prepare.labels import LabelSpec, remap
 from sam4med.prepare.preparer import Preparer
 from sam4med.prepare.rules import SliceRules

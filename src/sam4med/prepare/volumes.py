@@ -24,7 +24,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from sam4med.data.format import ImageRecord
+from sam4med.dataset_format import ImageRecord
 from sam4med.errors import ConfigError, DataError
 from sam4med.prepare.inputs import file_stem, label_file, safe_id, source_of
 from sam4med.prepare.intensity import Intensity

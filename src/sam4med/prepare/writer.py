@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from sam4med.data.format import (
+from sam4med.dataset_format import (
     DatasetInfo,
     ImageRecord,
     LabelMap,
@@ -218,7 +218,7 @@ def run_inputs(
     return parts
 
 
-def report(root: Path, parts: Sequence[Part], start: float) -> None:
+def log_counts(root: Path, parts: Sequence[Part], start: float) -> None:
     """Log what was prepared, how long it took, and each input skipped."""
     skips = [s for p in parts for s in p.skips]
     for skip in skips:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,24 @@ from sam4med.models.sam_model import SamModel
 from sam4med.training.losses import bce_loss, hard_iou, soft_dice_loss
 
 LOSSES = ("dice_bce_iou", "dice_ce")
-TRAIN_TOKENS = ("scored", "single")
+
+
+class TrainToken(StrEnum):
+    """Which decoder outputs training optimises: ``scored`` (those ``multimask`` scores) or ``single``
+    (always SAM's single-mask token 0, whatever is scored).
+    """
+
+    SCORED = "scored"
+    SINGLE = "single"
+
+    @classmethod
+    def parse(cls, value: str | TrainToken) -> TrainToken:
+        """The member named ``value``; an unknown name is a :class:`ConfigError` listing the allowed ones."""
+        try:
+            return cls(value)
+        except ValueError:
+            allowed = ", ".join(t.value for t in cls)
+            raise ConfigError(f"module.train_token must be one of {allowed}; got '{value}'") from None
 
 
 class DecoderFineTuner(pl.LightningModule):
@@ -65,7 +83,7 @@ class DecoderFineTuner(pl.LightningModule):
         *,
         multimask: Multimask | str = Multimask.SINGLE,
         loss: str = "dice_bce_iou",
-        train_token: str = "scored",
+        train_token: TrainToken | str = TrainToken.SCORED,
         dice_weight: float = 1.0,
         bce_weight: float = 1.0,
         iou_weight: float = 1.0,
@@ -75,16 +93,14 @@ class DecoderFineTuner(pl.LightningModule):
         self.multimask = Multimask.parse(multimask)
         if loss not in LOSSES:
             raise ConfigError(f"module.loss must be one of {', '.join(LOSSES)}; got '{loss}'")
-        if train_token not in TRAIN_TOKENS:
-            raise ConfigError(f"module.train_token must be one of {', '.join(TRAIN_TOKENS)}; got '{train_token}'")
-        self.loss_name, self.train_token = loss, train_token
-        self.train_multimask = self.multimask.multimask_output and train_token == "scored"
+        self.loss_name, self.train_token = loss, TrainToken.parse(train_token)
+        self.train_multimask = self.multimask.multimask_output and self.train_token is TrainToken.SCORED
         self.dice_ce = DiceCELoss(sigmoid=True, squared_pred=True, reduction="mean")
         self.save_hyperparameters(
             {
                 "multimask": self.multimask.value,
                 "loss": loss,
-                "train_token": train_token,
+                "train_token": self.train_token.value,
                 "dice_weight": dice_weight,
                 "bce_weight": bce_weight,
                 "iou_weight": iou_weight,

@@ -6,7 +6,7 @@ HD in pixels (laid out like the paper's Tables 2 and 3, ViT-B next to ViT-H), th
 of every run, and ``report.html`` with a figure of the runs side by side. A run is labelled by its
 backbone when the backbones differ between runs, otherwise by the overrides that differ.
 :class:`MergeSweepResults` calls it when a multirun ends (``conf/evaluate.yaml``, ``conf/train.yaml``);
-``python -m sam4med.evaluation.sweep DIR`` does it by hand.
+``python -m sam4med.results.sweep DIR`` does it by hand.
 """
 
 from __future__ import annotations
@@ -22,27 +22,28 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from sam4med.evaluation.results import ALL_TARGETS
-from sam4med.evaluation.statistics import pair, paired_delta, sign_test
-from sam4med.evaluation.sweep_report import write_sweep_report
-from sam4med.evaluation.tables import check_complete, markdown_table, strategy_order
+from sam4med.results.comparison import ALL_TARGETS
+from sam4med.results.statistics import pair, paired_delta, sign_test
+from sam4med.results.sweep_page import write_sweep_report
+from sam4med.results.tables import check_complete, markdown_table, strategy_order
+from sam4med.run_files import METRICS_CSV, RunFolder
 
 
 def find_runs(sweep_dir: Path) -> list[Path]:
     """Job folders under ``sweep_dir`` holding ``results/metrics.csv``, in job order."""
-    runs = [p.parent.parent for p in Path(sweep_dir).glob("*/results/metrics.csv")]
+    runs = [p.parent.parent for p in Path(sweep_dir).glob(f"*/results/{METRICS_CSV}")]
     return sorted(runs, key=lambda p: (0, int(p.name)) if p.name.isdigit() else (1, p.name))
 
 
 def _backbone(run: Path) -> str:
-    summary = run / "results" / "summary.json"
+    summary = RunFolder(run).results.summary
     if summary.is_file():
         return str(json.loads(summary.read_text()).get("meta", {}).get("backbone", run.name))
     return run.name
 
 
 def _overrides(run: Path) -> list[str]:
-    path = run / ".hydra" / "overrides.yaml"
+    path = RunFolder(run).overrides
     return list(yaml.safe_load(path.read_text()) or []) if path.is_file() else []
 
 
@@ -61,7 +62,7 @@ def run_labels(runs: list[Path]) -> dict[Path, str]:
 
 def merge_runs(runs: list[Path], labels: dict[Path, str]) -> pd.DataFrame:
     """The long results of all runs, with a ``run`` column holding each run's label (see :func:`run_labels`)."""
-    frames = [pd.read_csv(run / "results" / "metrics.csv").assign(run=labels[run]) for run in runs]
+    frames = [pd.read_csv(RunFolder(run).results.metrics).assign(run=labels[run]) for run in runs]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -87,7 +88,7 @@ def overall_by_run(frame: pd.DataFrame) -> pd.DataFrame:
 
 def run_seed(run: Path) -> int | None:
     """The ``seed`` of a run's composed config (``.hydra/config.yaml``), or None."""
-    path = run / ".hydra" / "config.yaml"
+    path = RunFolder(run).hydra_config
     if not path.is_file():
         return None
     seed = (yaml.safe_load(path.read_text()) or {}).get("seed")
@@ -133,7 +134,7 @@ def run_statistics(frame: pd.DataFrame) -> pd.DataFrame:
     """Per phase x strategy, every run against the first: paired Dice difference, 95 % CI, Wilcoxon, sign test.
 
     Objects are paired by key (the runs must score the same objects; unpaired ones are left out). See
-    :mod:`sam4med.evaluation.statistics`.
+    :mod:`sam4med.results.statistics`.
     """
     runs = list(dict.fromkeys(frame["run"]))
     rows = []
@@ -172,7 +173,7 @@ def write_sweep_tables(sweep_dir: str | Path) -> dict[str, Path]:
     ``sweep_dice``, ``sweep_hd``, ``sweep_overall`` (runs side by side), ``sweep_stats`` (every run
     against the first, with statistics) and, when the runs have different seeds, ``seeds`` (mean, sd and
     per-seed values over the seeds); then ``figures/sweep_means`` and ``report.html`` (see
-    :func:`~sam4med.evaluation.sweep_report.write_sweep_report`).
+    :func:`~sam4med.results.sweep_page.write_sweep_report`).
     """
     sweep_dir = Path(sweep_dir)
     runs = find_runs(sweep_dir)

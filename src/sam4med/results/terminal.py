@@ -1,4 +1,4 @@
-"""Printing results on the terminal: one summary table per run, the headline metric, the results folder."""
+"""The terminal's part of a run's results: one summary table, then the results folder and the headline metric."""
 
 from __future__ import annotations
 
@@ -10,20 +10,22 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from sam4med.evaluation.figures import distance, label, phases
-from sam4med.evaluation.results import ALL_TARGETS, comparison, improvement
-from sam4med.evaluation.tables import strategy_order, strategy_table, target_table
+from sam4med.evaluation.rows import Phase
+from sam4med.results.comparison import ALL_TARGETS, comparison, improvement
+from sam4med.results.figures import distance, label, phases
+from sam4med.results.tables import strategy_order
+from sam4med.run_files import ResultsFolder
 
 HEADLINE_STRATEGY = "S5"
 
 
-def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
+def summary_table(frame: pd.DataFrame, comp: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per strategy: instances, mean Dice and HD of each phase and, with both phases, the change.
 
     The change columns come from the ``all targets`` rows of :func:`comparison`: the Dice change with its
     95 % bootstrap CI (``change CI low``/``high``) and Wilcoxon p-value, then the targets improved and the
-    sign test's p-value. Column names carry the phase and the distance unit (``dice zero-shot``,
-    ``hd_mm fine-tuned`` ...).
+    sign test's p-value (``comp``: the comparison when already computed). Column names carry the phase and
+    the distance unit (``dice zero-shot``, ``hd_mm fine-tuned`` ...).
     """
     names = phases(frame)
     column, hd_name = distance(frame)
@@ -34,8 +36,8 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     table["n"] = frame.groupby("strategy")["object_key"].nunique().reindex(order).astype(int)
     for phase in names:
         table[f"dice {label(phase)}"] = dice[phase].reindex(order)
-    if len(names) == 2 and "zero_shot" in names and "finetuned" in names:
-        comp = comparison(frame)
+    if names == [Phase.ZERO_SHOT, Phase.FINETUNED]:
+        comp = comparison(frame) if comp is None else comp
         totals = comp[comp["target"] == ALL_TARGETS].set_index("strategy").reindex(order)
         table["dice change"] = totals["dice_delta"]
         table["change CI low"], table["change CI high"] = totals["dice_delta_ci_low"], totals["dice_delta_ci_high"]
@@ -64,9 +66,9 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def print_summary(frame: pd.DataFrame, *, title: str) -> None:
+def print_summary(frame: pd.DataFrame, *, title: str, comp: pd.DataFrame | None = None) -> None:
     """The one table printed at the end of a run (see :func:`summary_table`; the CI goes beside the change)."""
-    table = summary_table(frame)
+    table = summary_table(frame, comp)
     if "dice change" in table:
         table["dice change"] = [
             f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
@@ -91,37 +93,17 @@ def print_summary(frame: pd.DataFrame, *, title: str) -> None:
     (console if console.is_terminal else Console(width=max(console.width, 120))).print(out)
 
 
-def print_strategy_table(frame: pd.DataFrame, *, title: str, metric: str = "dice") -> None:
-    """Targets x strategies (the paper's Table 2 layout) of one phase or more, then the overall means."""
-    console = Console()
-    table = target_table(frame, metric)
-    strategies = [c for c in table.columns if c not in ("phase", "target", "n")]
-    names = table["phase"].unique()
-    out = Table(title=f"{title}: mean {metric} per target")
-    for name in [*(["phase"] if len(names) > 1 else []), "target", "n", *strategies]:
-        out.add_column(name, justify="left" if name in ("phase", "target") else "right")
-    means = strategy_table(frame, (metric,)).set_index(["phase", "strategy"])[f"{metric}_mean"]
-    for phase in names:
-        rows = table[table["phase"] == phase]
-        for row in rows.to_dict(orient="records"):
-            cells = [str(row["target"]), str(row["n"])] + [f"{row[s]:.3f}" for s in strategies]
-            out.add_row(*([phase] if len(names) > 1 else []), *cells)
-        overall = [f"{means.get((phase, s), float('nan')):.3f}" for s in strategies]
-        out.add_row(*([phase] if len(names) > 1 else []), "all instances", str(int(rows["n"].sum())), *overall)
-    console.print(out)
-
-
 def conclude(results_dir: str | Path) -> float:
     """Print where the results are and the headline metric; returns it (NaN without results).
 
     What ``train.py`` and ``evaluate.py`` return from ``main``, so a Hydra sweeper can optimise it.
     """
-    results_dir = Path(results_dir).resolve()
-    metrics = results_dir / "metrics.csv"
+    folder = ResultsFolder(Path(results_dir).resolve())
+    metrics = folder.metrics
     frame = pd.read_csv(metrics) if metrics.is_file() and metrics.stat().st_size else pd.DataFrame()
     name, value = headline(frame)
-    report = results_dir / "report.html"
-    print(f"results: {results_dir}" + (f"  (open {report.name})" if report.is_file() else ""))
+    report = folder.report
+    print(f"results: {folder.path}" + (f"  (open {report.name})" if report.is_file() else ""))
     if not math.isnan(value):
         print(f"headline: {name} = {value:.4f}")
     return value

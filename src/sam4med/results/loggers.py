@@ -1,4 +1,4 @@
-"""Sending metrics, tables and figures to whatever loggers a trainer has (CSV, TensorBoard, Weights & Biases).
+"""Sending metrics, tables and figures to a run's loggers (CSV, TensorBoard, Weights & Biases).
 
 Metric names are the same in every logger: ``<phase>/<strategy>/<metric>`` (``zero_shot/S5/dice``,
 ``finetuned/S5/hd_mm``) and ``delta/<strategy>/dice``; the distance carries its unit (``hd_mm`` when
@@ -14,8 +14,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 
-from sam4med.evaluation.figures import distance
-from sam4med.evaluation.tables import markdown_table, strategy_order
+from sam4med.evaluation.rows import Phase
+from sam4med.results.figures import distance
+from sam4med.results.tables import markdown_table, strategy_order
 
 
 def phase_metrics(frame: pd.DataFrame, phase: str) -> dict[str, float]:
@@ -32,7 +33,7 @@ def phase_metrics(frame: pd.DataFrame, phase: str) -> dict[str, float]:
     }
 
 
-def delta_metrics(frame: pd.DataFrame, before: str = "zero_shot", after: str = "finetuned") -> dict[str, float]:
+def delta_metrics(frame: pd.DataFrame, before: str = Phase.ZERO_SHOT, after: str = Phase.FINETUNED) -> dict[str, float]:
     """``delta/<strategy>/dice`` and ``/iou``: mean after minus mean before, per strategy."""
     first, second = phase_metrics(frame, before), phase_metrics(frame, after)
     out = {}
@@ -81,7 +82,7 @@ def publish_before_after_charts(loggers: Sequence[Logger], frame: pd.DataFrame) 
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             layout = {
-                f"{s} {m}": ["Multiline", [f"zero_shot/{s}/{m}", f"finetuned/{s}/{m}"]]
+                f"{s} {m}": ["Multiline", [f"{Phase.ZERO_SHOT}/{s}/{m}", f"{Phase.FINETUNED}/{s}/{m}"]]
                 for s in strategies
                 for m in ("dice", hd_name)
             }
@@ -89,9 +90,12 @@ def publish_before_after_charts(loggers: Sequence[Logger], frame: pd.DataFrame) 
         elif isinstance(logger, WandbLogger):
             import wandb
 
-            before, after = phase_metrics(frame, "zero_shot"), phase_metrics(frame, "finetuned")
+            before, after = phase_metrics(frame, Phase.ZERO_SHOT), phase_metrics(frame, Phase.FINETUNED)
             for metric in ("dice", hd_name):
-                ys = [[before.get(f"zero_shot/{s}/{metric}"), after.get(f"finetuned/{s}/{metric}")] for s in strategies]
+                ys = [
+                    [before.get(f"{Phase.ZERO_SHOT}/{s}/{metric}"), after.get(f"{Phase.FINETUNED}/{s}/{metric}")]
+                    for s in strategies
+                ]
                 chart = wandb.plot.line_series(
                     xs=[0, 1], ys=ys, keys=strategies, title=f"{metric}: zero-shot (0) -> fine-tuned (1)", xname="phase"
                 )

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sam4med.data.dataset import CosmosDataset
-from sam4med.data.samples import DecoderSamples
+from sam4med.data.training_samples import DecoderSamples
 from sam4med.embeddings import EmbeddingCache
 
 

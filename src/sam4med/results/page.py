@@ -3,11 +3,8 @@
 Images are embedded as base64 PNG, styles are inline; no script, no server. The page holds the
 headline table, then the figures, then the overlays, then the run's settings. Everything is read from
 the results folder (``metrics.csv``, ``summary.json``, ``figures/``, ``overlays/``) and the run folder's
-``config.yaml``, so the page can be rebuilt from disk at any time with :func:`write_report`.
-
-``python -m sam4med.evaluation.report_html RUN_OR_RESULTS_FOLDER`` redraws the figures (``figures/``,
-from ``metrics.csv`` and ``comparison.csv``) and rewrites ``report.html`` of an existing run, e.g. one
-made by an older version; the overlays need the model and are kept as they are.
+``config.yaml``, so the page can be rebuilt from disk at any time with :func:`write_report`
+(``python -m sam4med.results.redraw RUN`` does, see :mod:`sam4med.results.finish`).
 """
 
 from __future__ import annotations
@@ -16,17 +13,14 @@ import base64
 import html
 import json
 import math
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
 
-from sam4med.evaluation.figures import write_figures
-from sam4med.evaluation.report import headline, print_summary, summary_table
-from sam4med.evaluation.results import comparison
-from sam4med.evaluation.runs import results_folder
 from sam4med.files import write_text
+from sam4med.results.terminal import headline, summary_table
+from sam4med.run_files import ResultsFolder
 
 FIGURE_TITLES = {
     "strategy_means": "Mean Dice and HD per strategy (COSMOS Fig. 6)",
@@ -110,55 +104,28 @@ def figure_entries(folder: Path, titles: Mapping[str, str] = FIGURE_TITLES) -> l
     return known + [(name.replace("_", " "), path) for name, path in pngs.items()]
 
 
-def write_report(results_dir: str | Path) -> Path:
-    """Write ``<results_dir>/report.html`` from what the results folder holds; returns its path."""
-    results_dir = Path(results_dir)
-    frame = pd.read_csv(results_dir / "metrics.csv")
-    summary_file = results_dir / "summary.json"
-    meta = json.loads(summary_file.read_text()).get("meta", {}) if summary_file.is_file() else {}
-    config_file = results_dir.parent / "config.yaml"
+def write_report(
+    folder: ResultsFolder, *, comp: pd.DataFrame | None = None, tables: Mapping[str, pd.DataFrame] | None = None
+) -> Path:
+    """Write ``report.html`` from what the results folder holds; returns its path.
+
+    ``comp`` is the run's comparison when already computed; ``tables`` are further tables (by heading) an
+    analysis adds below the summary.
+    """
+    frame = pd.read_csv(folder.metrics)
+    meta = json.loads(folder.summary.read_text()).get("meta", {}) if folder.summary.is_file() else {}
+    config = folder.run.config
     name, value = headline(frame)
-    overlays = [
-        (p.stem.removeprefix("overlay_").replace("_", " "), p) for p in sorted((results_dir / "overlays").glob("*.png"))
-    ]
+    overlays = [(p.stem.removeprefix("overlay_").replace("_", " "), p) for p in sorted(folder.overlays.glob("*.png"))]
+    shown = {"Mean per strategy over all object instances": summary_table(frame, comp)} if frame.size else {}
     page = render(
         title=str(meta.get("title", "Results")),
-        intro=f"Headline: {name} = {value:.4f}. Run folder: {results_dir.parent.resolve()}" if frame.size else "",
-        tables={"Mean per strategy over all object instances": summary_table(frame)} if frame.size else {},
-        figures=figure_entries(results_dir / "figures"),
+        intro=f"Headline: {name} = {value:.4f}. Run folder: {folder.run.path.resolve()}" if frame.size else "",
+        tables={**shown, **(tables or {})},
+        figures=figure_entries(folder.figures),
         overlays=overlays,
         settings=meta,
-        config=config_file.read_text() if config_file.is_file() else "",
+        config=config.read_text() if config.is_file() else "",
     )
-    path = results_dir / "report.html"
-    write_text(path, page)
-    return path
-
-
-def finish_run(results_dir: str | Path, *, title: str) -> Path:
-    """End of a run: print the summary table and write ``report.html``; returns the report's path."""
-    frame = pd.read_csv(Path(results_dir) / "metrics.csv")
-    if len(frame):
-        print_summary(frame, title=title)
-    return write_report(results_dir)
-
-
-def redraw(path: str | Path) -> Path:
-    """Redraw the figures of an existing run's results folder (or run folder) and rewrite its ``report.html``.
-
-    The comparison is read from ``comparison.csv`` when it holds the before/after columns, else computed
-    from ``metrics.csv``. Returns the report's path.
-    """
-    folder = results_folder(path)
-    frame = pd.read_csv(folder / "metrics.csv")
-    saved = folder / "comparison.csv"
-    comp = pd.read_csv(saved) if saved.is_file() and saved.stat().st_size else pd.DataFrame()
-    if "dice_delta" not in comp and set(frame["phase"]) >= {"zero_shot", "finetuned"}:
-        comp = comparison(frame)
-    write_figures(frame, folder / "figures", comp)
-    return write_report(folder)
-
-
-if __name__ == "__main__":
-    for argument in sys.argv[1:]:
-        print(redraw(argument))
+    write_text(folder.report, page)
+    return folder.report

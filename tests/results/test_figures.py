@@ -8,10 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sam4med.evaluation.figures import PHASE_COLOURS, dice_change, phases, run_figures
-from sam4med.evaluation.report import headline, summary_table
-from sam4med.evaluation.report_html import redraw
-from sam4med.evaluation.results import ALL_TARGETS, ObjectResult, comparison, to_frame, write_results
+from sam4med.evaluation.rows import ObjectResult
+from sam4med.results.comparison import ALL_TARGETS, comparison
+from sam4med.results.figures import PHASE_COLOURS, dice_change, phases, run_figures
+from sam4med.results.frame import to_frame
+from sam4med.results.redraw import redraw
+from sam4med.results.terminal import headline, summary_table
+from sam4med.results.write import write_results
+from sam4med.run_files import ResultsFolder
 
 
 def results(gain=0.1):
@@ -87,7 +91,9 @@ def test_summary_table_carries_the_change_its_ci_and_the_headline():
 
 def test_redraw_writes_figures_and_a_self_contained_report(tmp_path):
     frame = results()
-    write_results(frame, tmp_path / "results", meta={"title": "Zero-shot vs fine-tuned", "backbone": "tiny"})
+    write_results(
+        frame, ResultsFolder(tmp_path / "results"), meta={"title": "Zero-shot vs fine-tuned", "backbone": "tiny"}
+    )
     (tmp_path / "config.yaml").write_text("seed: 0\n")
     report = redraw(tmp_path)  # the run folder is enough
     figures = tmp_path / "results" / "figures"

@@ -7,9 +7,12 @@ import pandas as pd
 import pytest
 
 from sam4med.data.dataset import ObjectRef
-from sam4med.evaluation.results import ObjectResult, to_frame, write_results
+from sam4med.evaluation.rows import ObjectResult
 from sam4med.evaluation.scoring import distances, score_objects
-from sam4med.evaluation.tables import modality_table, s1_empty_table, strategy_table, target_table
+from sam4med.results.frame import to_frame
+from sam4med.results.tables import modality_table, s1_empty_table, strategy_table, target_table
+from sam4med.results.write import write_results
+from sam4med.run_files import ResultsFolder
 
 
 def row(strategy, target, image, dice, hd=10.0, modality="CT", candidates=1):
@@ -83,7 +86,7 @@ def test_s1_empty_images_are_counted_per_image(frame):
 
 
 def test_write_results_writes_the_tables(frame, tmp_path):
-    paths = write_results(frame, tmp_path, meta={"title": "t", "multimask": "single"})
+    paths = write_results(frame, ResultsFolder(tmp_path), meta={"title": "t", "multimask": "single"})
     for name in ("table_dice", "table_hd", "per_modality", "per_strategy", "s1_empty", "metrics", "summary"):
         assert paths[name].is_file()
     text = (tmp_path / "tables.md").read_text()
@@ -108,7 +111,7 @@ def test_score_objects_empty_prediction_rules():
     pred[1] = gt[1]
     objects = [ObjectRef("img", "m", v, f"o{v}", "CT") for v in (1, 2)]
     rows = score_objects(
-        phase="p",
+        phase="zero_shot",
         strategy="S5",
         objects=objects,
         gt_masks=gt,
@@ -122,9 +125,11 @@ def test_score_objects_empty_prediction_rules():
     assert rows[1].dice == 1 and rows[1].hd == 0 and rows[1].score == 0.9
 
 
-def test_printed_table_has_targets_by_strategies_and_overall_means(frame, capsys):
-    from sam4med.evaluation.report import print_strategy_table
+def test_printed_summary_has_one_row_per_strategy_with_its_means(frame, capsys):
+    from sam4med.results.terminal import print_summary
 
-    print_strategy_table(frame, title="run")
+    print_summary(frame, title="run")
     out = capsys.readouterr().out
-    assert "Liver-CT" in out and "all instances" in out and "S5" in out
+    assert "run" in out and "S5" in out
+    s5 = frame[frame["strategy"] == "S5"]
+    assert f"{s5['dice'].mean():.3f}" in out

@@ -3,9 +3,10 @@
 :func:`select_examples` picks, per target, the object instances whose Dice (in the last phase of the
 run, fine-tuned when there is one) sits at the chosen percentiles: ``typical`` (median), ``good`` (90th),
 ``bad`` (10th). :func:`predict_examples` predicts them again with each phase's mask decoder on the very
-same saved prompt, and :func:`overlay_figure` draws one figure per target, one row per example: the image
-with the ground truth, then the prediction of each phase with its Dice (from the results frame) in the
-title, the prompt (positive and negative points, the box) and a legend.
+same saved prompt, through the scoring's own decoding path and options (so a drawn mask is the scored
+one), and :func:`overlay_figure` draws one figure per target, one row per example: the image with the
+ground truth, then the prediction of each phase with its Dice (from the results frame) in the title,
+the prompt (positive and negative points, the box) and a legend.
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from sam4med.data.dataset import CosmosDataset
-from sam4med.embeddings import EmbeddingCache
-from sam4med.evaluation.figures import colour, label, legend_below, phases, save_figure
-from sam4med.evaluation.predict import predict
-from sam4med.models.multimask import Multimask
+from sam4med.evaluation.predict import predict_scored
+from sam4med.evaluation.rows import Phase
+from sam4med.evaluation.session import EvaluationSession
 from sam4med.models.sam_model import SamModel
 from sam4med.prompts.prompt import Prompt
-from sam4med.prompts.store import PromptStore
+from sam4med.results.figures import colour, label, legend_below, phases, save_figure
 
 PERCENTILES = {"typical": 50.0, "good": 90.0, "bad": 10.0}
 PREFERRED_STRATEGIES = ("S6", "S4", "S5", "S3", "S2")
@@ -80,19 +80,22 @@ def predict_examples(
     dataset: CosmosDataset,
     examples: Sequence[Example],
     *,
-    decoders: Mapping[str, dict[str, torch.Tensor] | None],
-    cache: EmbeddingCache,
-    prompts: PromptStore,
-    multimask: Multimask,
-) -> dict[str, tuple[np.ndarray, np.ndarray, Prompt, dict[str, np.ndarray]]]:
+    decoders: Mapping[Phase, dict[str, torch.Tensor] | None],
+    session: EvaluationSession,
+) -> dict[str, tuple[np.ndarray, np.ndarray, Prompt, dict[Phase, np.ndarray]]]:
     """Per example's object key: (image, ground truth, prompt, prediction per phase).
 
     ``decoders`` maps each phase to the mask-decoder state it predicts with (None: the model's current
-    decoder). The model's own decoder state is restored afterwards.
+    decoder). Prompts, embeddings, mask selection and decoding options are the scoring ``session``'s. The
+    model's own decoder state is restored afterwards.
     """
+    settings = session.settings
     wanted = {e.object_key: e for e in examples}
+    strategies = {e.strategy for e in examples}
+    if len(strategies) > 1:
+        raise ValueError(f"overlay examples of one strategy only; got {sorted(strategies)}")
     own = {k: v.detach().clone() for k, v in model.mask_decoder.state_dict().items()}
-    out: dict[str, tuple[np.ndarray, np.ndarray, Prompt, dict[str, np.ndarray]]] = {}
+    out: dict[str, tuple[np.ndarray, np.ndarray, Prompt, dict[Phase, np.ndarray]]] = {}
     try:
         for index, record in enumerate(dataset.records):
             if record.image_id not in {e.image_id for e in examples}:
@@ -101,16 +104,25 @@ def predict_examples(
             picked = [(k, o) for k, o in enumerate(item.objects) if o.key in wanted]
             if not picked:
                 continue
-            batch = [prompts.get(item.masks[k], wanted[o.key].strategy, o.key) for k, o in picked]
-            embedding = cache.get(model, item.image)
-            masks = np.stack([item.masks[k] for k, _ in picked])
+            # every object of the image, as scoring decoded them: call sizes and autocast group the same prompts
+            strategy = wanted[picked[0][1].key].strategy
+            batch = [session.prompts.get(m, strategy, o.key) for o, m in zip(item.objects, item.masks, strict=True)]
+            embedding = session.cache.get(model, item.image)
             per_phase = {}
             for phase, state in decoders.items():
                 model.mask_decoder.load_state_dict(state if state is not None else own)
-                pred = predict(model, embedding, batch, item.image.shape[:2], multimask=multimask, gt_masks=masks)
+                pred = predict_scored(
+                    model,
+                    embedding,
+                    batch,
+                    item.image.shape[:2],
+                    multimask=settings.multimask,
+                    compute=settings.compute,
+                    gt_masks=item.masks,
+                )
                 per_phase[phase] = pred.masks
-            for j, (k, obj) in enumerate(picked):
-                out[obj.key] = (item.image, item.masks[k], batch[j], {p: m[j] for p, m in per_phase.items()})
+            for k, obj in picked:
+                out[obj.key] = (item.image, item.masks[k], batch[k], {p: m[k] for p, m in per_phase.items()})
     finally:
         model.mask_decoder.load_state_dict(own)
     return out
@@ -237,26 +249,22 @@ def write_overlays(
     *,
     model: SamModel,
     dataset: CosmosDataset,
-    decoders: Mapping[str, dict[str, torch.Tensor] | None],
-    cache: EmbeddingCache,
-    prompts: PromptStore,
-    multimask: Multimask,
-    strategy: str | None = None,
-    max_targets: int = 16,
+    decoders: Mapping[Phase, dict[str, torch.Tensor] | None],
+    session: EvaluationSession,
 ) -> dict[str, tuple[Figure, Path]]:
     """Select, predict and draw the overlays into ``folder`` (PNG and SVG); returns figure and PNG per target.
 
-    The figures stay open so that loggers can take them; close them when done.
+    How many targets and which strategy's prompts are the session settings' ``overlays`` and
+    ``overlay_strategy``. The figures stay open so that loggers can take them; close them when done.
     """
-    strategy = strategy or overlay_strategy(list(frame["strategy"].unique()))
-    if strategy is None or frame.empty or max_targets <= 0:
+    settings = session.settings
+    strategy = settings.overlay_strategy or overlay_strategy(list(frame["strategy"].unique()))
+    if strategy is None or frame.empty or settings.overlays <= 0:
         return {}
-    examples = select_examples(frame, strategy, max_targets=max_targets)
+    examples = select_examples(frame, strategy, max_targets=settings.overlays)
     if not examples:
         return {}
-    predicted = predict_examples(
-        model, dataset, examples, decoders=decoders, cache=cache, prompts=prompts, multimask=multimask
-    )
+    predicted = predict_examples(model, dataset, examples, decoders=decoders, session=session)
     figures = overlay_figures(frame, examples, predicted)
     return {target: (fig, save_figure(fig, folder, figure_name(target))) for target, fig in figures.items()}
 

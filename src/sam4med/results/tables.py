@@ -13,11 +13,8 @@ never skipped. Dice and IoU are fractions in [0, 1] (the paper prints percent).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
-
-from sam4med.files import write_text
 
 STRATEGY_ORDER = ("S1", "S2", "S3", "S4", "S5", "S6")
 REPORTED = ("dice", "iou", "hd", "hd95", "hd_px", "hd95_px")
@@ -93,30 +90,3 @@ def s1_empty_table(frame: pd.DataFrame) -> pd.DataFrame:
     table = per_image.groupby("phase").agg(images="size", empty_images=lambda c: int((c == 0).sum()))
     table["empty_fraction"] = table["empty_images"] / table["images"]
     return table.reset_index()
-
-
-def write_tables(frame: pd.DataFrame, directory: Path, *, digits: int = 3) -> dict[str, Path]:
-    """Write every table as CSV and all of them into ``tables.md``; returns the paths by name."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tables = {
-        "table_dice": ("Mean Dice per target and strategy (Table 2)", target_table(frame, "dice")),
-        "table_hd": (
-            "Mean Hausdorff distance in pixels per target and strategy (Table 3)",
-            target_table(frame, "hd_px"),
-        ),
-        "per_modality": ("Mean and std per modality (Fig. 10)", modality_table(frame)),
-        "per_strategy": ("Mean and std per strategy over all object instances (Fig. 6)", strategy_table(frame)),
-        "s1_empty": (
-            "S1: images where no mask survived the generator's filters (scored Dice 0)",
-            s1_empty_table(frame),
-        ),
-    }
-    paths = {}
-    lines = ["# Result tables", "", "Dice and IoU are fractions; `hd`/`hd95` in mm where the spacing is known.", ""]
-    for name, (title, table) in tables.items():
-        paths[name] = directory / f"{name}.csv"
-        write_text(paths[name], table.to_csv(index=False))
-        lines += [f"## {title}", "", markdown_table(table, digits=digits) if len(table) else "(none)", ""]
-    paths["markdown"] = directory / "tables.md"
-    write_text(paths["markdown"], "\n".join(lines))
-    return paths

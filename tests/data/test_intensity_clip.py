@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sam4med.data.clip import check_percentiles, clip_percentiles
+from sam4med.data.intensity_clip import check_percentiles, clip_percentiles
 from sam4med.errors import ConfigError
 
 

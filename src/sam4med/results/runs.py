@@ -1,4 +1,4 @@
-"""Finding and reading a run's results folder (for the notebooks and scripts).
+"""Reading a run's results (for the notebooks and scripts).
 
 A run is named by its folder: the results folder itself (holding ``metrics.csv``) or the run folder
 above it (``<run>/results/metrics.csv``), wherever it was written (``outputs/<date>/<time>``, a custom
@@ -13,27 +13,23 @@ from pathlib import Path
 import pandas as pd
 
 from sam4med.errors import ConfigError
+from sam4med.run_files import ResultsFolder
 
 
 def results_folder(path: str | Path) -> Path:
     """The results folder of ``path`` (a results folder or the run folder holding ``results/``)."""
-    path = Path(path).expanduser()
-    for candidate in (path, path / "results"):
-        if (candidate / "metrics.csv").is_file():
-            return candidate.resolve()
-    raise ConfigError(f"{path}: no metrics.csv there or in {path / 'results'}; give a run's results folder")
+    return ResultsFolder.find(path).path
 
 
 def load_results(path: str | Path, *, phases: tuple[str, ...] = ()) -> tuple[pd.DataFrame, dict]:
     """(results frame, run description from ``summary.json``) of a run; ``phases`` it must hold, else an error."""
-    folder = results_folder(path)
-    frame = pd.read_csv(folder / "metrics.csv")
+    folder = ResultsFolder.find(path)
+    frame = pd.read_csv(folder.metrics)
     missing = [p for p in phases if p not in set(frame["phase"])]
     if missing:
         raise ConfigError(
-            f"{folder} holds the phases {sorted(set(frame['phase']))}, not {missing}: "
+            f"{folder.path} holds the phases {sorted(set(frame['phase']))}, not {missing}: "
             "give the results of a train.py run"
         )
-    summary = folder / "summary.json"
-    meta = json.loads(summary.read_text()).get("meta", {}) if summary.is_file() else {}
+    meta = json.loads(folder.summary.read_text()).get("meta", {}) if folder.summary.is_file() else {}
     return frame, meta

@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sam4med.evaluation.results import ALL_TARGETS, ObjectResult, comparison, overall, to_frame
-from sam4med.evaluation.statistics import pair, paired_delta, sign_test
+from sam4med.evaluation.rows import ObjectResult
+from sam4med.results.comparison import ALL_TARGETS, comparison
+from sam4med.results.frame import overall, to_frame
+from sam4med.results.statistics import pair, paired_delta, sign_test
 
 
 def pairs(rows):

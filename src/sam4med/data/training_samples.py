@@ -68,7 +68,7 @@ def _as_read(read: tuple[int, list[str], np.ndarray | None]) -> tuple[int, list[
 class DecoderSamples(Dataset):
     """Box-prompted samples for the mask decoder.
 
-    Indexed by an int or by ``(epoch, index)`` (see :class:`sam4med.data.sampler.EpochSampler`);
+    Indexed by an int or by ``(epoch, index)`` (see :class:`sam4med.data.epoch_sampler.EpochSampler`);
     the jitter and augmentation of a sample are drawn from (seed, epoch, index) only. A sample is a dict:
 
         ``embedding``: C x h x w float32 image embedding (``cached`` mode), or

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sam4med.evaluation.sweep import run_labels, side_by_side, write_sweep_tables
+from sam4med.results.sweep import run_labels, side_by_side, write_sweep_tables
 from tests.conftest import REPO
+from tests.helpers import HANG_TIMEOUT_S
 
 
 def fake_run(directory, backbone, overrides, dice, seed=0, phases=("zero_shot",)):
@@ -50,9 +51,9 @@ def test_side_by_side_by_backbone(tmp_path):
 
 
 def test_same_backbone_runs_are_labelled_by_their_differing_overrides(tmp_path):
-    a = fake_run(tmp_path / "0", "tiny", ["model=tiny", "multimask=single"], 0.5)
-    b = fake_run(tmp_path / "1", "tiny", ["model=tiny", "multimask=oracle"], 0.6)
-    assert run_labels([a, b]) == {a: "multimask=single", b: "multimask=oracle"}
+    a = fake_run(tmp_path / "0", "tiny", ["model=tiny", "evaluation.multimask=single"], 0.5)
+    b = fake_run(tmp_path / "1", "tiny", ["model=tiny", "evaluation.multimask=oracle"], 0.6)
+    assert run_labels([a, b]) == {a: "evaluation.multimask=single", b: "evaluation.multimask=oracle"}
     assert write_sweep_tables(tmp_path / "nothing") == {}
     frame = pd.concat([pd.read_csv(r / "results" / "metrics.csv").assign(run=r.name) for r in (a, b)])
     assert list(side_by_side(frame, "dice").columns[2:]) == ["0 S1", "0 S5", "1 S1", "1 S5"]
@@ -67,7 +68,7 @@ def test_multirun_writes_side_by_side_tables(tmp_path):
             "model=tiny",
             "model.seed=0,1",
             "dataset=synthetic",
-            "strategies=[S1,S5]",
+            "evaluation.strategies=[S1,S5]",
             "everything.points_per_side=4",
             f"paths.root_dir={tmp_path}",
             f"hydra.sweep.dir={tmp_path / 'sweep'}",
@@ -75,7 +76,7 @@ def test_multirun_writes_side_by_side_tables(tmp_path):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = pd.read_csv(tmp_path / "sweep" / "sweep_dice.csv")
@@ -127,7 +128,7 @@ def test_train_sweep_scores_its_zero_shot_baseline_once(tmp_path):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=2 * HANG_TIMEOUT_S,  # two training jobs
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     logs = [(tmp_path / "sweep" / job / "train.log").read_text() for job in ("0", "1")]

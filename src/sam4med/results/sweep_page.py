@@ -2,7 +2,7 @@
 
 :func:`sweep_means` draws the mean Dice per strategy of every run, one panel per phase (zero-shot,
 then fine-tuned), one colour per run. :func:`write_sweep_report` writes it into ``<sweep>/figures/``
-and ``<sweep>/report.html`` with the sweep tables (see :mod:`sam4med.evaluation.sweep`).
+and ``<sweep>/report.html`` with the sweep tables (see :mod:`sam4med.results.sweep`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sam4med.evaluation.figures import label, legend_below, phases, save_figure
-from sam4med.evaluation.report_html import render
-from sam4med.evaluation.tables import strategy_order
 from sam4med.files import write_text
+from sam4med.results.figures import label, legend_below, phases, save_figure
+from sam4med.results.page import render
+from sam4med.results.tables import strategy_order
+from sam4med.run_files import ResultsFolder
 
 # run colours: tab10 without its blue and orange, which mean zero-shot and fine-tuned in every other figure
 RUN_COLOURS = ("#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
@@ -73,7 +74,8 @@ def write_sweep_report(sweep_dir: Path, frame: pd.DataFrame, tables: Mapping[str
         runs: one line naming the runs (label and job folder).
     """
     fig = sweep_means(frame)
-    png = save_figure(fig, sweep_dir / "figures", "sweep_means")
+    folder = ResultsFolder(sweep_dir)  # a sweep folder holds its figures and page under the same names as a run
+    png = save_figure(fig, folder.figures, "sweep_means")
     plt.close(fig)
     page = render(
         title=f"Sweep {sweep_dir.resolve().name}",
@@ -83,6 +85,5 @@ def write_sweep_report(sweep_dir: Path, frame: pd.DataFrame, tables: Mapping[str
         overlays=[],
         settings={},
     )
-    path = sweep_dir / "report.html"
-    write_text(path, page)
-    return path
+    write_text(folder.report, page)
+    return folder.report

@@ -29,19 +29,19 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from sam4med.evaluation.results import ALL_TARGETS  # noqa: E402
-from sam4med.evaluation.tables import strategy_order  # noqa: E402
+from sam4med.evaluation.rows import PHASE_LABELS, Phase  # noqa: E402
+from sam4med.results.comparison import ALL_TARGETS  # noqa: E402
+from sam4med.results.tables import strategy_order  # noqa: E402
 
-PHASE_ORDER = ("zero_shot", "finetuned")
-PHASE_COLOURS = {"zero_shot": "#4c72b0", "finetuned": "#dd8452"}
-PHASE_LABELS = {"zero_shot": "zero-shot", "finetuned": "fine-tuned"}
+PHASE_ORDER = tuple(Phase)
+PHASE_COLOURS = {Phase.ZERO_SHOT: "#4c72b0", Phase.FINETUNED: "#dd8452"}
 OTHER_COLOUR = "#8c8c8c"
 CI_COLUMNS = ("dice_delta_ci_low", "dice_delta_ci_high")
 DPI = 110
 
 
 def phases(frame: pd.DataFrame) -> list[str]:
-    """The phases of ``frame``: zero-shot, then fine-tuned, then any other, sorted."""
+    """The phases of ``frame``: zero-shot, then fine-tuned (as :class:`Phase`), then any other text, sorted."""
     present = set(frame["phase"])
     return [p for p in PHASE_ORDER if p in present] + sorted(present - set(PHASE_ORDER))
 
@@ -272,7 +272,7 @@ def dice_change(comp: pd.DataFrame) -> Figure:
         rows = comp[comp["strategy"] == strategy].set_index("target").reindex(targets)
         delta = rows["dice_delta"].to_numpy(dtype=float)
         y = np.arange(len(targets))
-        colours = [colour("finetuned") if d > 0 else colour("zero_shot") for d in np.nan_to_num(delta)]
+        colours = [colour(Phase.FINETUNED) if d > 0 else colour(Phase.ZERO_SHOT) for d in np.nan_to_num(delta)]
         xerr = None
         if has_ci:
             low, high = rows[CI_COLUMNS[0]].to_numpy(dtype=float), rows[CI_COLUMNS[1]].to_numpy(dtype=float)
@@ -288,7 +288,7 @@ def dice_change(comp: pd.DataFrame) -> Figure:
         ax.grid(axis="x", alpha=0.3)
     ci = " (error bars: 95 % bootstrap CI of the paired difference)" if has_ci else ""
     fig.suptitle(f"Dice change per target, fine-tuned minus zero-shot{ci}", fontsize=10, x=0.02, ha="left")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colour(p)) for p in ("finetuned", "zero_shot")]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colour(p)) for p in (Phase.FINETUNED, Phase.ZERO_SHOT)]
     legend_below(fig, handles, ["fine-tuned better", "zero-shot better"])
     return fig
 

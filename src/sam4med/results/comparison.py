@@ -1,0 +1,68 @@
+"""Zero-shot vs fine-tuned: per strategy x target and over all targets, the Dice change and its statistics."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from sam4med.evaluation.rows import Phase
+from sam4med.results.frame import means_per_target, overall
+from sam4med.results.statistics import PairedDelta, pair, paired_delta, sign_test
+from sam4med.results.tables import strategy_order
+
+ALL_TARGETS = "all targets"
+
+
+def comparison(frame: pd.DataFrame, before: str = Phase.ZERO_SHOT, after: str = Phase.FINETUNED) -> pd.DataFrame:
+    """Per strategy x target: mean Dice/IoU/HD before and after, the Dice difference and its statistics.
+
+    With both phases present every strategy also gets a row with target ``all targets`` (means over all
+    its objects), and the columns ``dice_delta_ci_low``/``dice_delta_ci_high`` (95 % bootstrap CI,
+    images resampled), ``p_wilcoxon`` (paired objects) and, on the ``all targets`` row, ``p_sign`` (the
+    sign test of targets improved); see :mod:`sam4med.results.statistics`.
+    """
+    summary = means_per_target(frame)
+    pivot = summary.pivot_table(index=["strategy", "target"], columns="phase", values=["dice", "iou", "hd", "n"])
+    out = pd.DataFrame(index=pivot.index)
+    for metric in ("dice", "iou", "hd"):
+        for phase in (before, after):
+            if (metric, phase) in pivot.columns:
+                out[f"{metric}_{phase}"] = pivot[(metric, phase)]
+    out["n"] = pivot["n"].max(axis=1).astype(int)
+    out = out.reset_index()
+    if f"dice_{before}" not in out or f"dice_{after}" not in out:
+        return out
+    out["dice_delta"] = out[f"dice_{after}"] - out[f"dice_{before}"]
+    pairs = pair(frame, before, after)
+    rows = []
+    for strategy in strategy_order(out):
+        part = out[out.strategy == strategy]
+        strategy_pairs = pairs[pairs.strategy == strategy]
+        for target_row in part.to_dict(orient="records"):
+            stat = paired_delta(strategy_pairs[strategy_pairs.target == target_row["target"]])
+            rows.append({**target_row, **_stat_columns(stat), "p_sign": float("nan")})
+        means = overall(frame[frame.strategy == strategy])
+        total = {"strategy": strategy, "target": ALL_TARGETS}
+        for metric in ("dice", "iou", "hd"):
+            for phase in (before, after):
+                if f"{metric}_{phase}" in out:
+                    total[f"{metric}_{phase}"] = float(means.loc[means.phase == phase, metric].iloc[0])
+        stat = paired_delta(strategy_pairs)
+        total.update(n=stat.objects, dice_delta=stat.delta, **_stat_columns(stat))
+        total["p_sign"] = sign_test(part["dice_delta"])
+        rows.append(total)
+    return pd.DataFrame(rows, columns=[*out.columns, "dice_delta_ci_low", "dice_delta_ci_high", "p_wilcoxon", "p_sign"])
+
+
+def _stat_columns(stat: PairedDelta) -> dict[str, float]:
+    return {"dice_delta_ci_low": stat.ci_low, "dice_delta_ci_high": stat.ci_high, "p_wilcoxon": stat.p_wilcoxon}
+
+
+def improvement(comp: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy: targets whose mean Dice rose after fine-tuning, out of all targets (from :func:`comparison`)."""
+    if "dice_delta" not in comp:
+        return pd.DataFrame(columns=["strategy", "improved", "targets"])
+    comp = comp[comp.target != ALL_TARGETS]
+    grouped = comp.groupby("strategy")["dice_delta"]
+    return pd.DataFrame(
+        {"improved": grouped.apply(lambda d: int((d > 0).sum())), "targets": grouped.size()}
+    ).reset_index()

@@ -1,0 +1,101 @@
+"""Writing a run's result tables: ``metrics.csv``, ``summary.json``, the comparison and the paper's tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from sam4med.files import write_text
+from sam4med.results.comparison import comparison, improvement
+from sam4med.results.frame import means_per_target, overall
+from sam4med.results.tables import (
+    markdown_table,
+    modality_table,
+    s1_empty_table,
+    strategy_table,
+    target_table,
+)
+from sam4med.run_files import ResultsFolder
+
+
+def write_results(
+    frame: pd.DataFrame, folder: ResultsFolder, *, meta: dict, comp: pd.DataFrame | None = None
+) -> dict[str, Path]:
+    """Write ``metrics.csv``, ``summary.json``, ``comparison.md``/``.csv`` and the paper's tables (atomically).
+
+    The tables (see :mod:`sam4med.results.tables`) are ``table_dice``, ``table_hd``, ``per_modality``,
+    ``per_strategy`` and ``s1_empty`` as CSV, and all of them in ``tables.md``. With a zero-shot and a
+    fine-tuned phase, ``improvement.csv`` counts the targets whose mean Dice rose, per strategy. ``comp``
+    is :func:`~sam4med.results.comparison.comparison` of ``frame`` when already computed.
+    """
+    folder.path.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "metrics": folder.metrics,
+        "summary": folder.summary,
+        "comparison_md": folder.comparison_md,
+        "comparison_csv": folder.comparison_csv,
+    }
+
+    write_text(paths["metrics"], frame.to_csv(index=False))
+    summary = means_per_target(frame) if len(frame) else pd.DataFrame()
+    means = overall(frame) if len(frame) else pd.DataFrame()
+    write_text(
+        paths["summary"],
+        json.dumps(
+            {
+                "meta": meta,
+                "means": summary.to_dict(orient="records"),
+                "overall": means.to_dict(orient="records"),
+                "s1_empty_images": s1_empty_table(frame).to_dict(orient="records") if len(frame) else [],
+            },
+            indent=2,
+        ),
+    )
+    if comp is None:
+        comp = comparison(frame) if len(frame) else pd.DataFrame()
+    write_text(paths["comparison_csv"], comp.to_csv(index=False))
+    lines = [f"# {meta.get('title', 'Results')}", ""]
+    lines += [f"- {k}: {v}" for k, v in meta.items() if k != "title"]
+    lines += [
+        "",
+        "## Mean per strategy (over object instances)",
+        "",
+        markdown_table(means) if len(frame) else "",
+    ]
+    lines += ["", "## Per target", "", markdown_table(comp) if len(comp) else "", ""]
+    write_text(paths["comparison_md"], "\n".join(lines))
+    if "dice_delta" in comp:
+        paths["improvement"] = folder.improvement
+        write_text(paths["improvement"], improvement(comp).to_csv(index=False))
+    if len(frame):
+        paths.update(write_tables(frame, folder))
+    return paths
+
+
+def write_tables(frame: pd.DataFrame, folder: ResultsFolder, *, digits: int = 3) -> dict[str, Path]:
+    """Write every table as CSV and all of them into ``tables.md``; returns the paths by name."""
+    folder.path.mkdir(parents=True, exist_ok=True)
+    tables = {
+        "table_dice": ("Mean Dice per target and strategy (Table 2)", target_table(frame, "dice")),
+        "table_hd": (
+            "Mean Hausdorff distance in pixels per target and strategy (Table 3)",
+            target_table(frame, "hd_px"),
+        ),
+        "per_modality": ("Mean and std per modality (Fig. 10)", modality_table(frame)),
+        "per_strategy": ("Mean and std per strategy over all object instances (Fig. 6)", strategy_table(frame)),
+        "s1_empty": (
+            "S1: images where no mask survived the generator's filters (scored Dice 0)",
+            s1_empty_table(frame),
+        ),
+    }
+    paths = {}
+    lines = ["# Result tables", "", "Dice and IoU are fractions; `hd`/`hd95` in mm where the spacing is known.", ""]
+    for name, (title, table) in tables.items():
+        paths[name] = folder.table(name)
+        write_text(paths[name], table.to_csv(index=False))
+        lines += [f"## {title}", "", markdown_table(table, digits=digits) if len(table) else "(none)", ""]
+    paths["markdown"] = folder.tables_md
+    write_text(paths["markdown"], "\n".join(lines))
+    return paths
