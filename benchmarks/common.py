@@ -45,14 +45,18 @@ def build_model(name: str) -> SamModel:
         sam.mask_decoder.load_state_dict(lite.mask_decoder.state_dict())
         state = {k: v for k, v in lite.prompt_encoder.state_dict().items()}
         sam.prompt_encoder.load_state_dict(state)
-    return SamModel(
-        name=name,
-        image_encoder=sam.image_encoder,
-        prompt_encoder=sam.prompt_encoder,
-        mask_decoder=sam.mask_decoder,
-        preprocessing=SAM_PREPROCESSING,
-        weights_source="benchmark",
-    ).eval()
+    return (
+        SamModel(
+            name=name,
+            image_encoder=sam.image_encoder,
+            prompt_encoder=sam.prompt_encoder,
+            mask_decoder=sam.mask_decoder,
+            preprocessing=SAM_PREPROCESSING,
+            weights_source="benchmark",
+        )
+        .remember_base_decoder()
+        .eval()
+    )
 
 
 def colin27_items(count: int, *, first: int = 20, root: Path | None = None) -> list[ImageItem]:

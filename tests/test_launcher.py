@@ -49,7 +49,7 @@ def test_two_job_quick_sweep_through_submitit_writes_the_merged_tables(tmp_path)
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=2 * HANG_TIMEOUT_S,  # two training jobs
+        timeout=HANG_TIMEOUT_S * 2,  # two training jobs
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (sweep / ".submitit").is_dir()  # the jobs went through submitit

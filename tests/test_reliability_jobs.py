@@ -1,6 +1,7 @@
 """Mistakes in a command surface at once, in one line, before any model is loaded or image encoded."""
 
 import pytest
+import torch
 
 from sam4med.command import user_error
 from sam4med.errors import ConfigError, DataError
@@ -80,3 +81,15 @@ def test_a_new_training_run_into_a_used_run_folder_is_refused(tmp_path, used):
     with pytest.raises(ConfigError) as info:
         fine_tune(compose_config("train", tmp_path, NO_MODEL))
     assert "run: already holds a run" in one_line(info.value) and "ckpt_path=last" in str(info.value)
+
+
+def test_resuming_from_a_hostile_checkpoint_fails_in_one_line_and_runs_nothing(tmp_path):
+    from tests.models.test_checkpoint_safety import CreatesAFile
+
+    target = tmp_path / "created_on_load.txt"
+    hostile = tmp_path / "last.ckpt"
+    torch.save({"state_dict": CreatesAFile(target)}, hostile)
+    with pytest.raises(Exception) as info:
+        fine_tune(compose_config("train", tmp_path, [*NO_MODEL, f"ckpt_path={hostile}"]))
+    assert "it holds code, not tensors" in one_line(info.value)
+    assert not target.exists() and not (tmp_path / "data").exists()  # nothing ran, nothing was prepared

@@ -24,6 +24,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sam4med.config_ranges import check_ranges
 from sam4med.errors import ConfigError, DataError, Sam4MedError
 from sam4med.run_files import RunFolder
 
@@ -41,11 +42,14 @@ EXIT_USER_ERROR = 2
 
 
 def check_required(cfg: DictConfig) -> None:
-    """Fail with one line naming the first setting left as ``???``."""
+    """Fail with one line naming the first setting left as ``???``, or the first value outside its range
+    (:func:`sam4med.config_ranges.check_ranges`): what every job checks before any work.
+    """
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         key = missing[0]
         raise ConfigError(f"missing setting {key}: {REQUIRED_HINTS.get(key, 'it has no default')}")
+    check_ranges(cfg)
 
 
 class _DropLightningTips(logging.Filter):
@@ -85,23 +89,58 @@ def _unknown_setting(exc: BaseException) -> ConfigError | None:
     return ConfigError(f"{where}: {cause} (a misspelled or unknown setting?)")
 
 
+_ELSEWHERE = "write somewhere else (SAM4MED_ROOT, hydra.run.dir, paths.cache_dir)"
+
+# What a user can do about a disk fault, by errno: the words of sam4med.files.WRITE_FAULTS (this module
+# loads before torch and may not import files; tests/test_disk_faults.py checks that both agree).
+DISK_FAULTS = {
+    errno.ENOSPC: "no space left on device; free some space and run the same command again",
+    errno.EDQUOT: "disk quota exceeded; free some space (or raise the quota) and run the same command again",
+    errno.EFBIG: (
+        "file too large for the file-size limit (ulimit -f) or the file system; raise the limit or "
+        f"{_ELSEWHERE}, and run the same command again"
+    ),
+    errno.EROFS: f"read-only file system; remount it writable or {_ELSEWHERE}, and run the same command again",
+    errno.EACCES: (
+        f"permission denied; give this user permission on it and its folder or {_ELSEWHERE}, "
+        "and run the same command again"
+    ),
+    errno.EPERM: (
+        "operation not permitted (an immutable or protected file or folder?); make it writable or "
+        f"{_ELSEWHERE}, and run the same command again"
+    ),
+}
+
+
 def _disk_full(exc: BaseException) -> DataError | None:
-    """A write that failed for lack of space, in one line (every write is atomic: nothing torn is left)."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        where = exc.filename or "a file"
-        return DataError(f"{where}: no space left on device; free some space and run the same command again")
-    return None
+    """A file operation that failed for lack of space or permission, in one line naming the path.
+
+    For errors raised outside :mod:`sam4med.files` (which names its own): a ``mkdir``, Hydra or Lightning
+    writing into a full or read-only run folder. No space (ENOSPC, EDQUOT), the file-size limit (EFBIG),
+    a read-only file system (EROFS), no permission (EACCES; EPERM only with a path: without one it is
+    no file's fault).
+    """
+    if not isinstance(exc, OSError) or exc.errno not in DISK_FAULTS:
+        return None
+    if exc.errno == errno.EPERM and exc.filename is None:
+        return None
+    where = exc.filename if exc.filename is not None else "a file"
+    if exc.filename2 is not None:  # a rename or link: the target is the file the user knows
+        where = exc.filename2
+    return DataError(f"{where}: {DISK_FAULTS[exc.errno]}")
 
 
 def user_error(exc: BaseException) -> Sam4MedError | None:
     """The :class:`Sam4MedError` behind ``exc`` (Hydra's ``instantiate`` wraps errors), or None."""
     cause: BaseException | None = exc
-    while cause is not None and not isinstance(cause, Sam4MedError):
+    seen: set[int] = set()
+    while cause is not None and not isinstance(cause, Sam4MedError) and id(cause) not in seen:
+        seen.add(id(cause))
         unknown = _unknown_setting(cause) or _disk_full(cause)
         if unknown is not None:
             return unknown
         cause = cause.__cause__ or cause.__context__
-    return cause
+    return cause if isinstance(cause, Sam4MedError) else None
 
 
 def started_only(folder: str | Path, job_name: str, hydra_subdir: str = ".hydra") -> bool:

@@ -172,6 +172,10 @@ def read_info(root: Path) -> DatasetInfo:
     return info
 
 
+# A pixel larger than 10 m is no image of a body; larger values only overflow the distances (HD in mm).
+MAX_SPACING_MM = 1e4
+
+
 def _spacing(row: dict[str, str], path: Path, line: int) -> tuple[float, float] | None:
     if not row.get("spacing_x") or not row.get("spacing_y"):
         return None
@@ -179,8 +183,10 @@ def _spacing(row: dict[str, str], path: Path, line: int) -> tuple[float, float] 
         sx, sy = float(row["spacing_x"]), float(row["spacing_y"])
     except ValueError as exc:
         raise DataError(f"{path}:{line}: spacing is not a number ({exc})") from exc
-    if not (math.isfinite(sx) and math.isfinite(sy) and sx > 0 and sy > 0):
-        raise DataError(f"{path}:{line}: spacing must be positive, got ({sx}, {sy})")
+    if not all(math.isfinite(v) and 0 < v <= MAX_SPACING_MM for v in (sx, sy)):
+        raise DataError(
+            f"{path}:{line}: spacing must be a number of mm per pixel in (0, {MAX_SPACING_MM:g}], got ({sx}, {sy})"
+        )
     return sx, sy
 
 

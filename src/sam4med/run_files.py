@@ -142,6 +142,11 @@ class RunFolder:
         return self.path / ".hydra" / "config.yaml"
 
     @property
+    def lock(self) -> Path:
+        """Held by the one run writing into the folder (``sam4med.run_lock``); gone when it ends."""
+        return self.path / "run.lock"
+
+    @property
     def results(self) -> ResultsFolder:
         """The run's results folder."""
         return ResultsFolder(self.path / "results")

@@ -97,3 +97,17 @@ def test_a_huge_label_value_is_named_as_too_large_not_negative(tmp_path):
     with (tmp_path / "out" / "skipped.csv").open() as handle:
         reason = next(csv.DictReader(handle))["reason"]
     assert "label value 1e+20 is too large for a label" in reason and "negative" not in reason
+
+
+@pytest.mark.parametrize("spacing", ["1e308", "0", "-1", "inf", "nan"])
+def test_a_spacing_outside_a_pixels_sizes_is_refused_naming_the_manifest_line(folder, spacing):
+    path = folder / "manifest.csv"
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    rows[0]["spacing_x"], rows[0]["spacing_y"] = spacing, "1.0"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(DataError, match=r"manifest.csv:2: spacing must be a number of mm per pixel in \(0, 10000\]"):
+        read_manifest(folder)

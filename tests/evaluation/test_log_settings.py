@@ -1,15 +1,18 @@
 """A run folder re-used with other settings is refused instead of mixing stale rows into new results."""
 
 import json
+import shutil
 
 import pytest
 import torch
 
 from sam4med.data.dataset import CosmosDataset
+from sam4med.dataset_format import image_path, load_rgb
 from sam4med.embeddings import EmbeddingCache
 from sam4med.errors import DataError
 from sam4med.evaluation.everything import EverythingSettings
 from sam4med.evaluation.runner import score_dataset
+from sam4med.files import save_png
 from sam4med.models.builders import build_tiny
 from sam4med.models.multimask import Multimask
 from sam4med.prompts.store import PromptStore
@@ -49,10 +52,19 @@ def changed_decoder():
     return model
 
 
+def overwritten_base_decoder():
+    """The same weights source (path) whose decoder changed: a checkpoint file overwritten in place."""
+    model = build_tiny()
+    with torch.no_grad():
+        next(model.mask_decoder.parameters()).add_(0.5)
+    return model.remember_base_decoder()
+
+
 @pytest.mark.parametrize(
     "change",
     [
         {"model": lambda: build_tiny(seed=1)},  # other base weights
+        {"model": overwritten_base_decoder},  # base weights overwritten at the same path
         {"multimask": "oracle"},
         {"everything": EverythingSettings(points_per_side=6), "strategies": ("S1",)},  # another S1 grid
         {"seed": 7},  # another prompt seed
@@ -61,7 +73,17 @@ def changed_decoder():
         {"min_area": 5},  # another minimum object area
         {"phase": "finetuned", "model": changed_decoder},  # another fine-tuned decoder
     ],
-    ids=["weights", "multimask", "s1_grid", "prompt_seed", "sampling", "clip_percentiles", "min_area", "decoder"],
+    ids=[
+        "weights",
+        "base_decoder_in_place",
+        "multimask",
+        "s1_grid",
+        "prompt_seed",
+        "sampling",
+        "clip_percentiles",
+        "min_area",
+        "decoder",
+    ],
 )
 def test_resuming_rows_of_other_settings_is_refused(dataset, tmp_path, change):
     log = tmp_path / "log.jsonl"
@@ -88,3 +110,17 @@ def test_same_settings_resume_and_other_phases_are_kept(dataset, tmp_path):
     # a resumed training has its trained decoder loaded before the zero-shot rows are read back
     assert score(changed_decoder(), dataset, log) == zero
     assert score(changed_decoder(), dataset, log, phase="finetuned") == tuned
+
+
+def test_resuming_after_an_image_changed_is_refused(synthetic_root, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    dataset = CosmosDataset(root, image_ids=["syn0000", "syn0001"])
+    log = tmp_path / "log.jsonl"
+    assert score(build_tiny(), dataset, log)
+    picture = image_path(root, "syn0001")
+    pixels = load_rgb(picture).copy()
+    pixels[0, 0] = 255 - pixels[0, 0]  # one pixel of one image
+    save_png(picture, pixels)
+    with pytest.raises(DataError, match=r"log.jsonl: holds .* rows made with other settings"):
+        score(build_tiny(), dataset, log)

@@ -28,7 +28,7 @@ def child(root, tmp_path, name, *extra):
                str(tmp_path / f"{name}.out"), "--cache", str(tmp_path / f"{name}.cache"), *extra]  # fmt: skip
     command += ["--strategies", "S5"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: steady timing on a shared CPU
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=2 * HANG_TIMEOUT_S)
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT_S * 2)
 
 
 @pytest.mark.slow  # about 9 minutes on two busy cores

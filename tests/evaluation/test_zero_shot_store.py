@@ -10,7 +10,7 @@ from sam4med.data.dataset import CosmosDataset
 from sam4med.embeddings import EmbeddingCache
 from sam4med.evaluation.everything import EverythingSettings
 from sam4med.evaluation.runner import score_dataset
-from sam4med.evaluation.zero_shot_store import ZeroShotStore, fingerprint
+from sam4med.evaluation.zero_shot_store import ZeroShotStore, _checksum, fingerprint
 from sam4med.models.multimask import Multimask
 from sam4med.prompts.store import PromptStore
 
@@ -91,15 +91,23 @@ def test_a_changed_image_or_mask_has_another_fingerprint(dataset):
     assert len(keys) == 3
 
 
-@pytest.mark.parametrize("damage", ["cut", "other rows", "not json"])
+@pytest.mark.parametrize("damage", ["cut", "other rows", "not json", "edited", "old format"])
 def test_an_unusable_file_is_logged_and_scored_again(tiny_model, dataset, tmp_path, monkeypatch, caplog, damage):
     store = ZeroShotStore(tmp_path / "shared")
     first, _ = run(tiny_model, dataset, tmp_path, "a", store)
     path = sorted((tmp_path / "shared").rglob("*-S5.json"))[0]
     text = path.read_text()
     rows = json.loads(text)
+    other = rows["rows"][:1] * 3  # rows of one object, with a checksum that fits them
+    edited = [{**rows["rows"][0], "dice": 1.0}, *rows["rows"][1:]]  # a changed value under the old checksum
     path.write_text(
-        {"cut": text[: len(text) // 2], "other rows": json.dumps(rows[:1] * 3), "not json": "\x00\x01"}[damage]
+        {
+            "cut": text[: len(text) // 2],
+            "other rows": json.dumps({"rows": other, "sha256": _checksum(other)}),
+            "not json": "\x00\x01",
+            "edited": json.dumps({"rows": edited, "sha256": rows["sha256"]}),
+            "old format": json.dumps(rows["rows"]),
+        }[damage]
     )
     counter = Counting(monkeypatch)
     with caplog.at_level(logging.WARNING, logger="sam4med"):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sam4med.prepare.volumes import VolumePreparer
+from tests.helpers import HANG_TIMEOUT_S
 from tests.prepare.volumes import preparer_settings, volume_folder
 
 HELPER = Path(__file__).with_name("prepare_subprocess.py")
@@ -49,7 +50,7 @@ def test_killed_from_outside_mid_way_then_resumed(reference, tmp_path):
     inputs, expected, _ = reference
     root = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, str(HELPER), str(inputs), str(root), "slow"])
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + HANG_TIMEOUT_S  # a wait for progress, not a speed target
     while len(list((root / "images").glob("*.png"))) < 5 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)

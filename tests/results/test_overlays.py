@@ -11,8 +11,10 @@ from sam4med.evaluation.rows import Phase
 from sam4med.evaluation.session import EvaluationSession
 from sam4med.evaluation.settings import EvaluationSettings
 from sam4med.metrics import dice
+from sam4med.prompts.prompt import Prompt
+from sam4med.results.figures import save_figure
 from sam4med.results.frame import to_frame
-from sam4med.results.overlays import predict_examples, select_examples
+from sam4med.results.overlays import Example, overlay_figure, predict_examples, select_examples
 from sam4med.run_files import ResultsFolder
 
 
@@ -39,3 +41,13 @@ def test_a_drawn_mask_is_the_scored_one_with_the_shared_decoder_and_bf16(tiny_mo
         plain = predict(tiny_model, embedding, [prompt], image.shape[:2], multimask=settings.multimask)
         differ += not np.array_equal(plain.masks[0], masks[Phase.ZERO_SHOT])
     assert differ > 0
+
+
+def test_a_one_pixel_image_is_drawn(tmp_path):
+    image, mask = np.zeros((1, 1, 3), np.uint8), np.ones((1, 1), bool)
+    prompt = Prompt("S6", point_coords=((0.0, 0.0),), point_labels=(1,), box=(0, 0, 0, 0))
+    example = Example("t", "typical", "i", "k", "S6")
+    fig = overlay_figure(
+        "t", [(example, (image, mask, prompt, {Phase.ZERO_SHOT: mask}))], {(Phase.ZERO_SHOT, "k"): 1.0}
+    )
+    assert save_figure(fig, tmp_path, "one_pixel").stat().st_size > 0

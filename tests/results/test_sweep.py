@@ -128,7 +128,7 @@ def test_train_sweep_scores_its_zero_shot_baseline_once(tmp_path):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=2 * HANG_TIMEOUT_S,  # two training jobs
+        timeout=HANG_TIMEOUT_S * 2,  # two training jobs
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     logs = [(tmp_path / "sweep" / job / "train.log").read_text() for job in ("0", "1")]

@@ -8,9 +8,10 @@ appended to a JSON-lines log as each image finishes, so an interrupted run keeps
 re-run with the same log skips the images already scored.
 
 Each log line carries ``settings``, a hash of everything that determines its row (see
-:func:`settings_hash`); a re-run whose settings differ from the logged rows of its phase is refused,
-so a run folder re-used with another model, decoder, input clipping, mask selection, S1 grid, prompt
-seed or prompt sampling never mixes stale rows into new results.
+:func:`settings_hash`) and of the scored images' content (``CosmosDataset.content_hash``: image and
+label files byte for byte); a re-run whose settings differ from the logged rows of its phase is
+refused, so a run folder re-used with another model, decoder, input clipping, mask selection, S1 grid,
+prompt seed, prompt sampling or changed images never mixes stale rows into new results.
 
 Zero-shot rows can also be shared between runs (``zero_shot_store``, see
 :mod:`sam4med.evaluation.zero_shot_store`): the jobs of a sweep that score the same images under the
@@ -73,7 +74,8 @@ def settings_hash(
     shared_work: bool = False,
 ) -> str:
     """SHA-256 (16 hex digits) of what determines a row: backbone, base weights and preprocessing,
-    the decoder weights (unless ``phase`` uses the base decoder), the image encoder's precision, the
+    the decoder weights (for a phase of the base decoder, the base weights' decoder as the builder loaded
+    it: ``SamModel.base_decoder_hash``), the image encoder's precision, the
     dataset's input clipping and minimum object area, mask selection, S1 settings, prompt seed and
     point sampling, and the options that change outputs by float rounding (bf16 decoding, the
     shared-work decoder, SDPA attention).
@@ -84,7 +86,9 @@ def settings_hash(
         "image_encoder": model.module_hash(model.image_encoder),
         "prompt_encoder": model.module_hash(model.prompt_encoder),
         "preprocessing": model.preprocessing.key(),
-        "decoder": "base" if phase in BASE_DECODER_PHASES else model.module_hash(model.mask_decoder),
+        "decoder": (
+            f"base:{model.base_decoder_hash}" if phase in BASE_DECODER_PHASES else model.module_hash(model.mask_decoder)
+        ),
         "multimask": multimask.value,
         "everything": asdict(everything),
         "prompt_seed": prompts.seed,
@@ -106,19 +110,38 @@ def settings_hash(
 def _read_log(path: Path | None) -> list[tuple[str, ObjectResult]]:
     """(settings hash, row) of an earlier (interrupted) run; a line cut short or of an older format ends the
     usable log.
+
+    A (phase, strategy, object) logged more than once (two runs that once wrote into the same folder) is
+    read once: the first line is kept, the others are dropped with one warning (the caller rewrites the
+    log with the rows returned, so the duplicates leave the file too).
     """
     if path is None or not path.is_file():
         return []
     rows = []
+    seen: set[tuple[str, str, str]] = set()
+    duplicates = 0
     for line in path.read_text().splitlines():
         try:
             data = json.loads(line)
             settings = data.pop("settings", None)
             if not isinstance(settings, str) or set(data) != set(COLUMNS):
                 break
-            rows.append((settings, ObjectResult(**data)))
+            row = ObjectResult(**data)
         except (ValueError, TypeError, AttributeError):  # ValueError: a cut line, or an unknown phase
             break
+        key = (row.phase.value, row.strategy, row.object_key)
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        rows.append((settings, row))
+    if duplicates:
+        log.warning(
+            "%s: dropped %d duplicated rows (a phase, strategy and object logged more than once, e.g. by two runs "
+            "writing into one run folder); the first of each is kept and the log rewritten without the others",
+            path,
+            duplicates,
+        )
     return rows
 
 
@@ -133,7 +156,8 @@ def _resumable(logged: list[tuple[str, ObjectResult]], path: Path, phase: Phase,
         raise DataError(
             f"{path}: holds {phase} rows made with other settings (model, decoder, preprocessing, clipping, minimum "
             "object area, multimask, S1 grid, prompt seed or sampling, or the compute options bf16, bf16_encoder, "
-            "shared_decoder or sdpa differ); use a new run folder for new settings"
+            "shared_decoder or sdpa differ, or an image or label file of the split changed); use a new run folder "
+            "for new settings"
         )
     return [r for _, r in logged if r.phase == phase]
 
@@ -232,7 +256,9 @@ def score_dataset(
         shared_work=compute.shared_decoder,
     )
     logged = _read_log(path)
-    results = _resumable(logged, path, phase, settings) if path is not None else []
+    # a logged row also depends on its image's content (the store keys rows by each image's own fingerprint)
+    logged_as = f"{settings}/{dataset.content_hash()}" if path is not None else settings
+    results = _resumable(logged, path, phase, logged_as) if path is not None else []
     if path is not None and path.is_file():  # drop a cut or outdated tail, so appended rows stay readable
         write_text(path, _log_lines(logged))
     done = {(r.image_id, r.strategy) for r in results}
@@ -291,7 +317,7 @@ def score_dataset(
             if path is not None:  # each image's rows as it finishes, so a killed run resumes from them
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with path.open("a") as handle:
-                    handle.write(_log_lines([(settings, r) for r in new_rows]))
+                    handle.write(_log_lines([(logged_as, r) for r in new_rows]))
             results += new_rows
         bar.update(stop - start)
     bar.close()

@@ -26,7 +26,9 @@ class PromptSettings:
     """Where S2-S6 prompts come from.
 
     Attributes:
-        seed: seed of the prompts drawn (a prompts file's own seed wins).
+        seed: seed of the prompts drawn. With :attr:`file`, that file's own seed (and sampling) wins; a run
+            resumed in its folder must ask for the seed and sampling of its own saved prompts (another is a
+            ``ConfigError``: a new seed needs a new run folder).
         sampling: point sampling, ``random`` or ``strided`` (the COSMOS authors' evenly spaced points).
         file: a ``prompts.json`` of an earlier run to score on exactly its prompts (a prompt it lacks is an
             error), or None: the run draws its own and saves them in its results folder.
@@ -45,14 +47,15 @@ class PromptSettings:
         """The prompt store of a run whose prompts are saved as ``saved`` (written only where ``write``).
 
         Without :attr:`file`, the run's own saved prompts are read back first (a resumed run draws none
-        anew); with it, every prompt comes from that file and is copied to ``saved``.
+        anew), and they must be of this seed and sampling (:class:`PromptStore` ``same_seed``); with it,
+        every prompt comes from that file (its seed wins) and is copied to ``saved``.
         """
         write_to = saved if write else None
         if self.file:
             return PromptStore(
                 seed=self.seed, sampling=self.sampling, read_from=self.file, write_to=write_to, only_stored=True
             )
-        return PromptStore(seed=self.seed, sampling=self.sampling, read_from=saved, write_to=write_to)
+        return PromptStore(seed=self.seed, sampling=self.sampling, read_from=saved, write_to=write_to, same_seed=True)
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ where the fingerprint is a SHA-256 of the image id, the image's pixels, its pixe
 (label map, value, name, modality) and their ground-truth masks. A job that trains with another
 learning rate, loss or number of epochs, but scores the same images with the same settings, reads the
 rows its predecessor wrote instead of decoding again; a job with another prompt seed, backbone or
-split finds nothing and scores as usual. Each file is written atomically under a name unique to the
-writing process, so jobs running at once leave a valid file; one that cannot be read as rows (cut,
-damaged, of another format or of another image) is logged once and scored again.
+split finds nothing and scores as usual. Each file holds the rows and a SHA-256 of them, and is written
+atomically under a name unique to the writing process, so jobs running at once leave a valid file; one
+that cannot be read as rows (cut, damaged, edited after it was written so its checksum no longer
+matches, of another format or of another image) is logged once and scored again.
 """
 
 from __future__ import annotations
@@ -74,9 +75,14 @@ class ZeroShotStore:
             self.misses += 1
             return None
         try:
-            data = json.loads(path.read_text())
+            stored = json.loads(path.read_text())
+            if not isinstance(stored, dict) or set(stored) != {"rows", "sha256"}:
+                raise ValueError("not a checksummed list of result rows (an older format?)")
+            data = stored["rows"]
             if not isinstance(data, list) or any(not isinstance(row, dict) or set(row) != set(COLUMNS) for row in data):
                 raise ValueError("not a list of result rows")
+            if _checksum(data) != stored["sha256"]:
+                raise ValueError("checksum mismatch: the rows were changed after they were written")
             rows = [ObjectResult(**{**row, "phase": phase}) for row in data]
             expected = sorted(o.key for o in item.objects)
             if sorted(r.object_key for r in rows) != expected or any(r.strategy != strategy for r in rows):
@@ -91,4 +97,10 @@ class ZeroShotStore:
     def put(self, settings: str, item: ImageItem, strategy: str, rows: Sequence[ObjectResult]) -> None:
         """Store the rows of one image under one strategy."""
         path = self._path(settings, item, strategy)
-        write_text(path, json.dumps([asdict(r) for r in rows]), unique_tmp=True)
+        data = [asdict(r) for r in rows]
+        write_text(path, json.dumps({"rows": data, "sha256": _checksum(data)}), unique_tmp=True)
+
+
+def _checksum(rows: list[dict]) -> str:
+    """SHA-256 of rows in a canonical JSON form (what :meth:`ZeroShotStore.put` records beside them)."""
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()

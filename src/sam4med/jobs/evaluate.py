@@ -18,6 +18,7 @@ from sam4med.models.finetuned import read_finetuned
 from sam4med.results.finish import OverlaySource, finish
 from sam4med.results.frame import to_frame
 from sam4med.run_files import RunFolder
+from sam4med.run_lock import RunLock
 
 log = logging.getLogger("sam4med")
 
@@ -27,8 +28,15 @@ def evaluate_model(cfg: DictConfig) -> Path:
 
     Everything that can be checked without the model is checked first (settings, the prompts and
     checkpoint files named, the dataset and its split), so a mistake never waits for a model to load.
+    The run holds its folder's lock (:class:`~sam4med.run_lock.RunLock`) from the start to the end: a
+    second run into the same folder is refused before any work.
     """
     check_required(cfg)
+    with RunLock(RunFolder(cfg.paths.output_dir)):
+        return _evaluate(cfg)
+
+
+def _evaluate(cfg: DictConfig) -> Path:
     started = time.perf_counter()
     settings: EvaluationSettings = instantiate(cfg.evaluation)
     finetuned = read_finetuned(cfg.finetuned) if cfg.get("finetuned") else None

@@ -19,7 +19,9 @@ from sam4med.callbacks.before_after import BeforeAfterEvaluation
 from sam4med.command import check_required
 from sam4med.errors import ConfigError
 from sam4med.evaluation.settings import EvaluationSettings
+from sam4med.models.checkpoints import load_file
 from sam4med.run_files import RunFolder
+from sam4med.run_lock import RunLock, launched_rank
 
 log = logging.getLogger("sam4med")
 
@@ -83,10 +85,23 @@ def build_callbacks(cfg: DictConfig, settings: EvaluationSettings, run: RunFolde
 
 
 def fine_tune(cfg: DictConfig) -> FineTuned:
-    """Fit the mask decoder as configured; returns the results folder and the trainer's final metrics."""
+    """Fit the mask decoder as configured; returns the results folder and the trainer's final metrics.
+
+    The process that starts the run holds its folder's lock (:class:`~sam4med.run_lock.RunLock`) to the
+    end, so a second run into the same folder is refused at once; the DDP ranks Lightning launches beside
+    it (``LOCAL_RANK``/``RANK`` set and non-zero) share its folder and take no lock.
+    """
     check_required(cfg)
     run = RunFolder(cfg.paths.output_dir)
+    with RunLock(run, enabled=launched_rank() == 0):
+        return _fine_tune(cfg, run)
+
+
+def _fine_tune(cfg: DictConfig, run: RunFolder) -> FineTuned:
     check_fresh_run_folder(run, cfg.get("ckpt_path"))
+    resume = resolve_resume(cfg.get("ckpt_path"), run)
+    if resume:  # a damaged or hostile file fails here in one line, before any work (the safe loader runs nothing)
+        load_file(resume, "a checkpoint to resume from")
     pl.seed_everything(cfg.seed, workers=True)
     run.path.mkdir(parents=True, exist_ok=True)
     run_config = OmegaConf.to_container(cfg, resolve=True)
@@ -114,7 +129,6 @@ def fine_tune(cfg: DictConfig) -> FineTuned:
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     try:
-        resume = resolve_resume(cfg.get("ckpt_path"), run)
         with warnings.catch_warnings():
             # the frozen encoders are in eval mode on purpose (SamModel.freeze_encoders): nothing to act on
             warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode", PossibleUserWarning)

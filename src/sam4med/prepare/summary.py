@@ -29,6 +29,7 @@ from sam4med.dataset_format import (
     read_manifest,
 )
 from sam4med.errors import DataError
+from sam4med.files import save_figure
 
 # upper bounds of the image-area bins of the paper's Fig. 3 (d)
 AREA_BINS = ((128 * 128, "<=128x128"), (256 * 256, "<=256x256"), (512 * 512, "<=512x512"), (1024 * 1024, "<=1024x1024"))
@@ -150,7 +151,7 @@ def plot_summary(summary: Summary, path: Path) -> Path:
         ax.set_xlabel("count")
     fig.suptitle(f"{summary.name}: {summary.images} images from {summary.sources} sources")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_figure(Path(path), fig, dpi=100)
     plt.close(fig)
     return Path(path)
 

@@ -7,8 +7,10 @@ one whose mask hash differs (a dataset prepared differently, a file from another
 outside the image is refused with a :class:`DataError` naming the object. A missing prompt is
 generated from the ground truth and added, with the seed recorded in the file (so a file holds
 prompts of one seed, whatever seed the later run was given); with ``only_stored`` (a prompts file the
-user named) a missing prompt is an error instead. The file is rewritten atomically, so an
-interrupted run leaves a readable file.
+user named) a missing prompt is an error instead. With ``same_seed`` (a run's own saved prompts, read
+back when it resumes) a file of another seed or sampling than the run asks for is refused with a
+:class:`ConfigError`, so a run never reports one seed while scoring the prompts of another. The file is
+rewritten atomically, so an interrupted run leaves a readable file.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sam4med.errors import DataError
+from sam4med.errors import ConfigError, DataError
 from sam4med.files import write_text
 from sam4med.prompts.generate import check_sampling, make_prompt
 from sam4med.prompts.prompt import Prompt
@@ -83,6 +85,9 @@ class PromptStore:
             differs from ``read_from``, the first :meth:`save` writes it even if nothing was added.
         only_stored: ``read_from`` must exist and hold every prompt asked for (the user named it to
             score on exactly those prompts); otherwise missing prompts are drawn.
+        same_seed: ``read_from``, where it exists, must hold prompts of ``seed`` and ``sampling`` (a run's
+            own saved prompts): another seed or sampling is a :class:`ConfigError` instead of the file's
+            winning.
     """
 
     def __init__(
@@ -93,6 +98,7 @@ class PromptStore:
         read_from: str | Path | None = None,
         write_to: str | Path | None = None,
         only_stored: bool = False,
+        same_seed: bool = False,
     ) -> None:
         self.read_from = Path(read_from) if read_from else None
         self.write_to = Path(write_to) if write_to else None
@@ -113,6 +119,13 @@ class PromptStore:
                 raise DataError(
                     f"{self.read_from}: not a prompt file written by this sam4med (with mask hashes) ({exc!r})"
                 ) from exc
+            if same_seed and (stored_seed, stored_sampling) != (seed, self.sampling):
+                raise ConfigError(
+                    f"{self.read_from}: this run folder's prompts were drawn with seed {stored_seed} "
+                    f"({stored_sampling} sampling), but the run asks for seed {seed} ({self.sampling} sampling); "
+                    f"use a new run folder for the new prompts, or resume this one with evaluation.prompts.seed="
+                    f"{stored_seed} evaluation.prompts.sampling={stored_sampling}"
+                )
             if stored_seed != seed:
                 log.info(
                     "%s: prompts were drawn with seed %d; new ones use it too (not %d)",

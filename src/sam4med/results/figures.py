@@ -29,6 +29,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from sam4med import files  # noqa: E402
 from sam4med.evaluation.rows import PHASE_LABELS, Phase  # noqa: E402
 from sam4med.results.comparison import ALL_TARGETS  # noqa: E402
 from sam4med.results.tables import strategy_order  # noqa: E402
@@ -67,11 +68,11 @@ def distance(frame: pd.DataFrame) -> tuple[str, str]:
 
 
 def save_figure(fig: Figure, folder: Path, name: str) -> Path:
-    """Write ``<folder>/<name>.png`` and ``.svg``; returns the PNG's path (the figure stays open)."""
+    """Write ``<folder>/<name>.png`` and ``.svg`` (atomically); returns the PNG's path (the figure stays open)."""
     folder.mkdir(parents=True, exist_ok=True)
     png = folder / f"{name}.png"
-    fig.savefig(png, dpi=DPI, bbox_inches="tight")
-    fig.savefig(folder / f"{name}.svg", bbox_inches="tight")
+    files.save_figure(png, fig, dpi=DPI, bbox_inches="tight")
+    files.save_figure(folder / f"{name}.svg", fig, bbox_inches="tight")
     return png
 
 

@@ -143,6 +143,14 @@ def _crop(gt: np.ndarray, prompt: Prompt, shape: tuple[int, int]) -> tuple[slice
     return rows, cols
 
 
+def _outline(ax: plt.Axes, mask: np.ndarray, color: str, width: float) -> None:
+    """The mask's boundary as a contour line; none for an empty mask or a crop under 2 x 2 pixels (matplotlib
+    contours need 2 x 2; the prediction's fill still shows there).
+    """
+    if mask.any() and min(mask.shape) >= 2:
+        ax.contour(mask.astype(float), levels=[0.5], colors=color, linewidths=width)
+
+
 def _draw_prompt(ax: plt.Axes, prompt: Prompt, dy: int, dx: int) -> None:
     pts, labels = prompt.points_array, prompt.labels_array
     if len(pts):
@@ -179,7 +187,7 @@ def overlay_figure(target: str, rows: Sequence[tuple[Example, tuple]], dice: Map
         ys, xs = _crop(gt, prompt, image.shape[:2])
         for c, ax in enumerate(axes[r]):
             ax.imshow(image[ys, xs], interpolation="nearest")
-            ax.contour(gt[ys, xs].astype(float), levels=[0.5], colors="lime", linewidths=1.6)
+            _outline(ax, gt[ys, xs], "lime", 1.6)
             if c == 0:
                 ax.set_title(f"{example.kind}: {example.image_id}\nground truth", fontsize=9)
             else:
@@ -193,8 +201,7 @@ def overlay_figure(target: str, rows: Sequence[tuple[Example, tuple]], dice: Map
                     vmin=0,
                     vmax=1,
                 )
-                if pred.any():
-                    ax.contour(pred.astype(float), levels=[0.5], colors=colour(phase), linewidths=1.2)
+                _outline(ax, pred, colour(phase), 1.2)
                 _draw_prompt(ax, prompt, ys.start, xs.start)
                 value = dice.get((phase, example.object_key), float("nan"))
                 ax.set_title(f"{label(phase)} {example.strategy}\nDice {value:.3f}", fontsize=9)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss
 
-from sam4med.errors import ConfigError
+from sam4med.errors import CheckpointError, ConfigError
 from sam4med.metrics import dice
 from sam4med.models.finetuned import TRAINED_PREFIX
 from sam4med.models.multimask import Multimask, choose
@@ -229,13 +229,20 @@ class DecoderFineTuner(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refill the frozen weights from the current model, after checking they are the same base."""
-        meta = checkpoint.get("sam4med", {})
-        expected = meta.get("base_weights", {}).get("image_encoder")
-        if expected and expected != self.base_weights["image_encoder"]:
-            raise RuntimeError(
-                f"checkpoint was trained on backbone '{meta.get('backbone')}' with other encoder weights "
-                f"({expected} vs {self.base_weights['image_encoder']})"
+        meta = checkpoint.get("sam4med") or {}
+        recorded = meta.get("base_weights") or {}
+        if not recorded.get("image_encoder"):
+            raise CheckpointError(
+                "the checkpoint to resume from records no hash of the image encoder it was trained on "
+                "(sam4med.base_weights); it was not written by sam4med's train.py"
             )
+        for part in ("image_encoder", "prompt_encoder"):
+            expected = recorded.get(part)
+            if expected and expected != self.base_weights[part]:
+                raise CheckpointError(
+                    f"the checkpoint to resume from was trained on backbone '{meta.get('backbone')}' with other "
+                    f"{part.replace('_', ' ')} weights ({expected} vs {self.base_weights[part]})"
+                )
         own = self.state_dict()
         checkpoint["state_dict"] = {
             **{k: v for k, v in own.items() if not k.startswith(TRAINED_PREFIX)},
