@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sam4med.config_ranges import check_ranges
 from sam4med.errors import ConfigError, DataError, Sam4MedError
+from sam4med.files import WRITE_FAULTS
 from sam4med.run_files import RunFolder
 
 log = logging.getLogger("sam4med")
@@ -89,27 +90,8 @@ def _unknown_setting(exc: BaseException) -> ConfigError | None:
     return ConfigError(f"{where}: {cause} (a misspelled or unknown setting?)")
 
 
-_ELSEWHERE = "write somewhere else (SAM4MED_ROOT, hydra.run.dir, paths.cache_dir)"
-
-# What a user can do about a disk fault, by errno: the words of sam4med.files.WRITE_FAULTS (this module
-# loads before torch and may not import files; tests/test_disk_faults.py checks that both agree).
-DISK_FAULTS = {
-    errno.ENOSPC: "no space left on device; free some space and run the same command again",
-    errno.EDQUOT: "disk quota exceeded; free some space (or raise the quota) and run the same command again",
-    errno.EFBIG: (
-        "file too large for the file-size limit (ulimit -f) or the file system; raise the limit or "
-        f"{_ELSEWHERE}, and run the same command again"
-    ),
-    errno.EROFS: f"read-only file system; remount it writable or {_ELSEWHERE}, and run the same command again",
-    errno.EACCES: (
-        f"permission denied; give this user permission on it and its folder or {_ELSEWHERE}, "
-        "and run the same command again"
-    ),
-    errno.EPERM: (
-        "operation not permitted (an immutable or protected file or folder?); make it writable or "
-        f"{_ELSEWHERE}, and run the same command again"
-    ),
-}
+# What a user can do about a disk fault, by errno: the one table of sam4med.files (stdlib imports only).
+DISK_FAULTS = WRITE_FAULTS
 
 
 def _disk_full(exc: BaseException) -> DataError | None:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # torch and PIL load in the writers that need them
 
 _ELSEWHERE = "write somewhere else (SAM4MED_ROOT, hydra.run.dir, paths.cache_dir)"
 
-# What a user can do about each write fault, by errno (the same words as command.py's one-line errors).
+# What a user can do about each write fault, by errno (command.py's one-line errors use this table too).
 WRITE_FAULTS = {
     errno.ENOSPC: "no space left on device; free some space and run the same command again",
     errno.EDQUOT: "disk quota exceeded; free some space (or raise the quota) and run the same command again",
