@@ -65,6 +65,8 @@ RANGES: dict[str, Range] = {
     "dataset.block_size": COUNT,
     "dataset.gap": NONNEGATIVE_COUNT,
     "dataset.split_seed": NONNEGATIVE_COUNT,
+    "dataset.folds": Range(2, integer=True, nullable=True),
+    "dataset.fold": NONNEGATIVE_COUNT,
     "dataset.min_object_area": NONNEGATIVE_COUNT,
     "dataset.box_jitter": Range(0),
     "dataset.preparer.every_nth_slice": COUNT,
@@ -86,6 +88,7 @@ RANGES: dict[str, Range] = {
     # compute and evaluation
     "compute.prompts_per_call": Range(1, integer=True, nullable=True),
     "evaluation.overlays": NONNEGATIVE_COUNT,
+    "statistics.resamples": COUNT,
     # training
     "module.dice_weight": WEIGHT,
     "module.bce_weight": WEIGHT,

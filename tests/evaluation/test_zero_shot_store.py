@@ -9,6 +9,7 @@ import sam4med.evaluation.runner as runner
 from sam4med.data.dataset import CosmosDataset
 from sam4med.embeddings import EmbeddingCache
 from sam4med.evaluation.everything import EverythingSettings
+from sam4med.evaluation.rules import RULES
 from sam4med.evaluation.runner import score_dataset
 from sam4med.evaluation.zero_shot_store import ZeroShotStore, _checksum, fingerprint
 from sam4med.models.multimask import Multimask
@@ -103,9 +104,9 @@ def test_an_unusable_file_is_logged_and_scored_again(tiny_model, dataset, tmp_pa
     path.write_text(
         {
             "cut": text[: len(text) // 2],
-            "other rows": json.dumps({"rows": other, "sha256": _checksum(other)}),
+            "other rows": json.dumps({**RULES, "rows": other, "sha256": _checksum(other)}),
             "not json": "\x00\x01",
-            "edited": json.dumps({"rows": edited, "sha256": rows["sha256"]}),
+            "edited": json.dumps({**RULES, "rows": edited, "sha256": rows["sha256"]}),
             "old format": json.dumps(rows["rows"]),
         }[damage]
     )

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sam4med.results.sweep import run_labels, side_by_side, write_sweep_tables
+from sam4med.results.statistics import StatisticsSettings
+from sam4med.results.sweep import run_labels, run_statistics, side_by_side, write_sweep_tables
 from tests.conftest import REPO
 from tests.helpers import HANG_TIMEOUT_S
 
@@ -100,6 +101,10 @@ def test_seed_sweep_writes_mean_sd_and_per_seed_values(tmp_path):
     assert row["n"] == 3 and "all targets" in set(seeds.target)
     stats = pd.read_csv(paths["sweep_stats_csv"])
     assert set(stats.run) == {"seed=1", "seed=2"} and {"dice_delta_ci_low", "p_wilcoxon", "p_sign"} <= set(stats)
+    # one image per run: the same unit rules as a run's comparison, so no interval and no p-value
+    assert set(stats.unit) == {"image"} and set(stats.n_units) == {1} and set(stats.small_n) == {"n too small"}
+    assert stats[["dice_delta_ci_low", "p_wilcoxon", "p_permutation"]].isna().all().all()
+    assert "| n too small | n too small |" in paths["sweep_stats_md"].read_text()
     # the sweep's report: its tables and the runs side by side, zero-shot panel before fine-tuned
     page = paths["report"].read_text()
     assert page.count("data:image/png;base64,") == 1 and "Mean Dice over seeds" in page
@@ -138,3 +143,17 @@ def test_train_sweep_scores_its_zero_shot_baseline_once(tmp_path):
     pd.testing.assert_frame_equal(zero_shot[0], zero_shot[1])
     prompts = [(tmp_path / "sweep" / job / "results" / "prompts.json").read_text() for job in ("0", "1")]
     assert prompts[0] == prompts[1]
+
+
+def test_run_statistics_pair_runs_by_object_over_the_same_units():
+    # six patients x two slices, run b 0.1 better on every object: source is the unit, 6 of them (p = 2/64)
+    rows = [
+        {"run": run, "phase": "finetuned", "strategy": "S5", "target": "t", "image_id": f"p{p}s{s}",
+         "object_key": f"p{p}s{s}/1", "source": f"p{p}", "dice": 0.5 + 0.01 * p + (0.1 if run == "b" else 0)}
+        for run in ("a", "b") for p in range(6) for s in range(2)
+    ]  # fmt: skip
+    row = run_statistics(pd.DataFrame(rows)).iloc[0]
+    assert (row["reference"], row["run"], row["unit"], row["n_units"], row["n"]) == ("a", "b", "source", 6, 12)
+    assert row["dice_delta"] == pytest.approx(0.1) and row["p_permutation"] == pytest.approx(2 / 64)
+    image_level = run_statistics(pd.DataFrame(rows), StatisticsSettings(unit="image")).iloc[0]
+    assert image_level["n_units"] == 12 and image_level["small_n"] == ""

@@ -24,6 +24,7 @@ from sam4med.models.finetuned import load_finetuned_decoder
 from sam4med.results.finish import OverlaySource, finish
 from sam4med.results.frame import to_frame
 from sam4med.results.loggers import log_metrics, phase_metrics
+from sam4med.results.statistics import StatisticsSettings
 from sam4med.results.write import write_results
 from sam4med.run_files import RunFolder
 from sam4med.training.module import DecoderFineTuner
@@ -42,10 +43,14 @@ class BeforeAfterEvaluation(Callback):
     Args:
         settings: the run's evaluation settings (``conf/evaluation``, built once by the train job).
         run_dir: the run folder; results go to its ``results/`` (:class:`~sam4med.run_files.RunFolder`).
+        statistics: the comparison's statistics settings (``conf/statistics``; None: its defaults).
     """
 
-    def __init__(self, *, settings: EvaluationSettings, run_dir: str | Path) -> None:
+    def __init__(
+        self, *, settings: EvaluationSettings, run_dir: str | Path, statistics: StatisticsSettings | None = None
+    ) -> None:
         self.settings = settings
+        self.statistics = statistics
         self.results_folder = RunFolder(run_dir).results
         self.results: list[ObjectResult] = []
         self.zero_shot_decoder: dict[str, torch.Tensor] | None = None
@@ -128,4 +133,5 @@ class BeforeAfterEvaluation(Callback):
                 {Phase.ZERO_SHOT: self.zero_shot_decoder, Phase.FINETUNED: None},
             ),
             log_phases=False,
+            statistics=self.statistics,
         )

@@ -29,7 +29,9 @@ from sam4med.errors import DataError
 class ObjectRef:
     """One object instance in one image: a label value of one label map.
 
-    ``target`` is the unit of reporting, ``"<object>-<modality>"`` (e.g. ``Thalamus_L-T1W MRI``).
+    ``target`` is the unit of reporting, ``"<object>-<modality>"`` (e.g. ``Thalamus_L-T1W MRI``);
+    ``source`` is the volume or patient the image came from (the manifest's ``source``), the unit the
+    statistics resample (:mod:`sam4med.results.statistics`).
     """
 
     image_id: str
@@ -37,6 +39,7 @@ class ObjectRef:
     label_value: int
     object_name: str
     modality: str
+    source: str = ""
 
     @property
     def target(self) -> str:
@@ -122,6 +125,22 @@ class CosmosDataset:
                 digest.update(path.read_bytes() if path.is_file() else b"missing")
         return digest.hexdigest()[:16]
 
+    def image_hashes(self) -> dict[str, str]:
+        """Image id -> SHA-256 (16 hex digits) of the image file's bytes, for every image of this dataset (or subset).
+
+        A hash of the file alone (no id, split or label), so the same image is recognised under another id,
+        in another split or in a copy of the folder: what a training checkpoint records of the images it was
+        fitted on (:class:`~sam4med.models.finetuned.TrainingData`). A missing file is a :class:`DataError`.
+        """
+        hashes = {}
+        for record in self.records:
+            path = image_path(self.root, record.image_id)
+            try:
+                hashes[record.image_id] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            except OSError as exc:
+                raise DataError(f"{path}: cannot read image '{record.image_id}' ({exc.strerror})") from exc
+        return hashes
+
     def _label_map(self, name: str, record: ImageRecord, shape: tuple[int, int]) -> np.ndarray:
         path = label_path(self.root, name, record.image_id)
         if not path.is_file():
@@ -171,6 +190,7 @@ class CosmosDataset:
                         label_value=int(value),
                         object_name=label_map.objects[int(value)],
                         modality=record.modality,
+                        source=record.source,
                     )
                 )
                 masks.append(mask)

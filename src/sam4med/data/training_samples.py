@@ -136,6 +136,18 @@ class DecoderSamples(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def image_samples(self) -> tuple[tuple[int, ...], ...]:
+        """Per image of the dataset, in its order, the indices of its samples (one per object).
+
+        Empty for an image without objects. The unit of ``dataset.batch_unit=image``
+        (:class:`sam4med.data.epoch_sampler.ImageBatchSampler`).
+        """
+        groups: list[list[int]] = [[] for _ in range(len(self.dataset))]
+        for index, (image_index, _, _) in enumerate(self.items):
+            groups[image_index].append(index)
+        return tuple(tuple(group) for group in groups)
+
     def __getitem__(self, position: int | tuple[int, int]) -> dict[str, Any]:
         epoch, index = position if isinstance(position, tuple) else (0, position)
         image_index, object_index, object_key = self.items[index]

@@ -50,6 +50,7 @@ class ObjectResult:
     predicted IoU of the chosen mask (0.0 when nothing was predicted). ``candidates`` is the number
     of masks the prediction was chosen from: 1 (``single``), 3 (``oracle``/``confidence``), or for S1
     the number of masks everything mode generated for the image (0: none survived its filters).
+    ``source`` is the volume or patient of the image (the unit of the statistics).
     ``empty``: the chosen prediction has no pixel (a miss); its HD is then the image diagonal.
     ``phase`` becomes a :class:`Phase` when the row is made (a log line with an unknown phase is a
     ``ValueError``).
@@ -72,6 +73,7 @@ class ObjectResult:
     hd95_px: float = math.nan
     candidates: int = -1
     empty: bool = False
+    source: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phase", Phase(self.phase))

@@ -11,7 +11,10 @@ Each log line carries ``settings``, a hash of everything that determines its row
 :func:`settings_hash`) and of the scored images' content (``CosmosDataset.content_hash``: image and
 label files byte for byte); a re-run whose settings differ from the logged rows of its phase is
 refused, so a run folder re-used with another model, decoder, input clipping, mask selection, S1 grid,
-prompt seed, prompt sampling or changed images never mixes stale rows into new results.
+prompt seed, prompt sampling or changed images never mixes stale rows into new results. Each line also
+records the prompt and metric rule versions (:mod:`sam4med.evaluation.rules`); a line of other versions
+(or of none: written before versions were recorded) is dropped and its image scored again, with one
+warning saying how many lines and why.
 
 Zero-shot rows can also be shared between runs (``zero_shot_store``, see
 :mod:`sam4med.evaluation.zero_shot_store`): the jobs of a sweep that score the same images under the
@@ -24,6 +27,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -38,6 +42,7 @@ from sam4med.errors import DataError
 from sam4med.evaluation.everything import EverythingMode, EverythingSettings, match_masks
 from sam4med.evaluation.predict import predict_scored
 from sam4med.evaluation.rows import COLUMNS, ObjectResult, Phase
+from sam4med.evaluation.rules import RULES, describe, rules_of
 from sam4med.evaluation.scoring import score_objects
 from sam4med.evaluation.zero_shot_store import ZeroShotStore
 from sam4med.files import write_text
@@ -111,18 +116,26 @@ def _read_log(path: Path | None) -> list[tuple[str, ObjectResult]]:
     """(settings hash, row) of an earlier (interrupted) run; a line cut short or of an older format ends the
     usable log.
 
-    A (phase, strategy, object) logged more than once (two runs that once wrote into the same folder) is
-    read once: the first line is kept, the others are dropped with one warning (the caller rewrites the
-    log with the rows returned, so the duplicates leave the file too).
+    A line of other rule versions (:data:`~sam4med.evaluation.rules.RULES`; none recorded: written before
+    versions were) is dropped, and one warning says how many and of which versions. A (phase, strategy,
+    object) logged more than once (two runs that once wrote into the same folder) is read once: the first
+    line is kept, the others are dropped with one warning. The caller rewrites the log with the rows
+    returned, so dropped lines leave the file too and their images are scored again.
     """
     if path is None or not path.is_file():
         return []
     rows = []
     seen: set[tuple[str, str, str]] = set()
     duplicates = 0
+    outdated: Counter[str] = Counter()
     for line in path.read_text().splitlines():
         try:
             data = json.loads(line)
+            found = rules_of(data)
+            if found != RULES:
+                outdated[describe(found)] += 1
+                continue
+            data = {k: v for k, v in data.items() if k not in RULES}
             settings = data.pop("settings", None)
             if not isinstance(settings, str) or set(data) != set(COLUMNS):
                 break
@@ -135,6 +148,15 @@ def _read_log(path: Path | None) -> list[tuple[str, ObjectResult]]:
             continue
         seen.add(key)
         rows.append((settings, row))
+    if outdated:
+        log.warning(
+            "%s: dropped %d rows made under other rule versions (%s; this sam4med: %s): rows of other prompt or "
+            "metric rules are never reused, their images are scored again",
+            path,
+            sum(outdated.values()),
+            "; ".join(f"{n} of {versions}" for versions, n in sorted(outdated.items())),
+            describe(RULES),
+        )
     if duplicates:
         log.warning(
             "%s: dropped %d duplicated rows (a phase, strategy and object logged more than once, e.g. by two runs "
@@ -146,7 +168,7 @@ def _read_log(path: Path | None) -> list[tuple[str, ObjectResult]]:
 
 
 def _log_lines(rows: Sequence[tuple[str, ObjectResult]]) -> str:
-    return "".join(json.dumps({"settings": settings, **asdict(r)}) + "\n" for settings, r in rows)
+    return "".join(json.dumps({"settings": settings, **RULES, **asdict(r)}) + "\n" for settings, r in rows)
 
 
 def _resumable(logged: list[tuple[str, ObjectResult]], path: Path, phase: Phase, settings: str) -> list[ObjectResult]:
@@ -263,7 +285,7 @@ def score_dataset(
         write_text(path, _log_lines(logged))
     done = {(r.image_id, r.strategy) for r in results}
     store = zero_shot_store if phase in BASE_DECODER_PHASES else None  # fine-tuned rows are a run's own
-    store_hits = store.hits if store is not None else 0
+    store_hits, store_outdated = (store.hits, store.outdated) if store is not None else (0, 0)
     model.eval()
     s1 = EverythingMode(model, everything, per_call=compute.prompts_per_call) if "S1" in strategies else None
     hits, misses, embed_seconds = cache.hits, cache.misses, 0.0
@@ -336,6 +358,15 @@ def score_dataset(
             phase,
             store.hits - store_hits,
             store.directory,
+        )
+    if store is not None and store.outdated > store_outdated:
+        log.warning(
+            "%s: %d (image, strategy) results in %s were made under other rule versions (this sam4med: %s) and "
+            "were scored again, never reused",
+            phase,
+            store.outdated - store_outdated,
+            store.directory,
+            describe(RULES),
         )
     if s1 is not None:
         empty, images = s1_empty_images(results)

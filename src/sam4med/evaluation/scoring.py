@@ -69,6 +69,7 @@ def score_objects(
                 hd95_px=hd95_px,
                 candidates=int(candidates),
                 empty=not bool(mask.any()),
+                source=obj.source,
             )
         )
     return rows

@@ -15,6 +15,7 @@ from sam4med.data.dataset import CosmosDataset
 from sam4med.embeddings import EmbeddingCache
 from sam4med.errors import DataError
 from sam4med.evaluation.rows import ObjectResult, Phase
+from sam4med.evaluation.rules import RULES
 from sam4med.evaluation.runner import s1_empty_images, score_dataset
 from sam4med.evaluation.settings import EvaluationSettings
 from sam4med.evaluation.zero_shot_store import ZeroShotStore
@@ -82,8 +83,21 @@ class EvaluationSession:
             )
         return rows
 
-    def describe(self, model: SamModel, rows: Sequence[ObjectResult], *, title: str, finetuned: str = "") -> dict:
-        """What the results were made with, written into ``summary.json``, ``comparison.md`` and the report."""
+    def describe(
+        self,
+        model: SamModel,
+        rows: Sequence[ObjectResult],
+        *,
+        title: str,
+        finetuned: str = "",
+        allowed_mismatches: Sequence[str] = (),
+    ) -> dict:
+        """What the results were made with, written into ``summary.json``, ``comparison.md`` and the report.
+
+        ``allowed_mismatches``: how the scored data differs from a fine-tuned checkpoint's training data
+        where the user allowed it (``evaluate.py allow_mismatch=[...]``, one sentence each); recorded as
+        ``allowed_mismatch`` so no table is read without it.
+        """
         settings = self.settings
         empty, s1_images = s1_empty_images(rows)
         units = sorted({r.hd_unit for r in rows})
@@ -101,4 +115,7 @@ class EvaluationSession:
             "s1_empty_images": f"{empty} of {s1_images}" if "S1" in settings.strategies else "",
             "embedding_cache": f"{self.cache.directory or 'memory'} ({str(self.cache.dtype).removeprefix('torch.')})",
             "hd_unit": ", ".join(units),
+            "prompt_rules": RULES["prompt_rules"],
+            "metric_rules": RULES["metric_rules"],
+            **({"allowed_mismatch": "; ".join(allowed_mismatches)} if allowed_mismatches else {}),
         }

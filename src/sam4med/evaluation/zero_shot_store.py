@@ -14,7 +14,10 @@ rows its predecessor wrote instead of decoding again; a job with another prompt 
 split finds nothing and scores as usual. Each file holds the rows and a SHA-256 of them, and is written
 atomically under a name unique to the writing process, so jobs running at once leave a valid file; one
 that cannot be read as rows (cut, damaged, edited after it was written so its checksum no longer
-matches, of another format or of another image) is logged once and scored again.
+matches, of another format or of another image) is logged once and scored again. Each file also records
+the prompt and metric rule versions its rows were made under (:mod:`sam4med.evaluation.rules`): a file of
+other versions, or of none (written before versions were recorded), is never reused but scored again and
+rewritten; :attr:`ZeroShotStore.outdated` counts them, and the runner logs the count once per phase.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 
 from sam4med.data.dataset import ImageItem
 from sam4med.evaluation.rows import COLUMNS, ObjectResult, Phase
+from sam4med.evaluation.rules import RULES, current
 from sam4med.files import write_text
 
 log = logging.getLogger("sam4med")
@@ -56,6 +60,7 @@ class ZeroShotStore:
         self.directory = Path(directory)
         self.hits = 0
         self.misses = 0
+        self.outdated = 0  # files of other rule versions, scored again (also counted in misses)
         self._last: tuple[ImageItem, str] | None = None  # the image asked about last and its fingerprint
 
     def _path(self, settings: str, item: ImageItem, strategy: str) -> Path:
@@ -76,7 +81,12 @@ class ZeroShotStore:
             return None
         try:
             stored = json.loads(path.read_text())
-            if not isinstance(stored, dict) or set(stored) != {"rows", "sha256"}:
+            if isinstance(stored, dict) and {"rows", "sha256"} <= set(stored) and not current(stored):
+                log.debug("%s: stored zero-shot rows of other rule versions; scoring again", path)
+                self.outdated += 1
+                self.misses += 1
+                return None
+            if not isinstance(stored, dict) or set(stored) != {"rows", "sha256", *RULES}:
                 raise ValueError("not a checksummed list of result rows (an older format?)")
             data = stored["rows"]
             if not isinstance(data, list) or any(not isinstance(row, dict) or set(row) != set(COLUMNS) for row in data):
@@ -98,7 +108,7 @@ class ZeroShotStore:
         """Store the rows of one image under one strategy."""
         path = self._path(settings, item, strategy)
         data = [asdict(r) for r in rows]
-        write_text(path, json.dumps({"rows": data, "sha256": _checksum(data)}), unique_tmp=True)
+        write_text(path, json.dumps({**RULES, "rows": data, "sha256": _checksum(data)}), unique_tmp=True)
 
 
 def _checksum(rows: list[dict]) -> str:

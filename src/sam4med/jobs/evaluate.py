@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sam4med.command import check_required
 from sam4med.errors import ConfigError
+from sam4med.evaluation.rescoring import check_allow, check_rescoring, data_settings
 from sam4med.evaluation.rows import Phase
 from sam4med.evaluation.session import EvaluationSession
 from sam4med.evaluation.settings import EvaluationSettings
@@ -27,7 +28,10 @@ def evaluate_model(cfg: DictConfig) -> Path:
     """Run the configured strategies on one split; returns the results folder.
 
     Everything that can be checked without the model is checked first (settings, the prompts and
-    checkpoint files named, the dataset and its split), so a mistake never waits for a model to load.
+    checkpoint files named, the dataset and its split, and for a fine-tuned checkpoint that the split holds
+    none of its training or validation images and is read under its training's data settings, unless
+    ``allow_mismatch`` names the difference: :mod:`sam4med.evaluation.rescoring`), so a mistake never waits
+    for a model to load.
     The run holds its folder's lock (:class:`~sam4med.run_lock.RunLock`) from the start to the end: a
     second run into the same folder is refused before any work.
     """
@@ -39,15 +43,29 @@ def evaluate_model(cfg: DictConfig) -> Path:
 def _evaluate(cfg: DictConfig) -> Path:
     started = time.perf_counter()
     settings: EvaluationSettings = instantiate(cfg.evaluation)
+    statistics = instantiate(cfg.get("statistics"))  # a bad statistics.unit fails here, before any work
     finetuned = read_finetuned(cfg.finetuned) if cfg.get("finetuned") else None
     if finetuned is not None and finetuned.multimask not in (None, settings.multimask):
         raise ConfigError(
             f"{cfg.finetuned} was trained for multimask={finetuned.multimask}; score it with the same setting "
             f"(evaluation.multimask={finetuned.multimask}), not evaluation.multimask={settings.multimask}"
         )
+    allow = check_allow(cfg.get("allow_mismatch"))
+    if allow and finetuned is None:
+        raise ConfigError(
+            f"allow_mismatch={list(allow)} applies to finetuned=CKPT only (a zero-shot run has no training data to "
+            "differ from); leave it out"
+        )
     datamodule = instantiate(cfg.dataset)
     datamodule.prepare_data()
     dataset = datamodule.dataset(settings.split)  # an empty split fails here, before any model is loaded
+    allowed: list[str] = []
+    if finetuned is not None:  # never its own training images, never other data settings unless allowed
+        now = data_settings(datamodule, dataset, settings)
+        training = finetuned.training_data
+        allowed = check_rescoring(cfg.finetuned, training, dataset, now, split=settings.split, allow=allow)
+        for sentence in allowed:
+            log.warning("allowed mismatch with the checkpoint's training (allow_mismatch): %s", sentence)
     run = RunFolder(cfg.paths.output_dir)
     run.results.path.mkdir(parents=True, exist_ok=True)
     run_config = OmegaConf.to_container(cfg, resolve=True)
@@ -70,10 +88,13 @@ def _evaluate(cfg: DictConfig) -> Path:
     finish(
         run.results,
         to_frame(rows),
-        session.describe(model, rows, title=f"{phase} evaluation", finetuned=cfg.get("finetuned") or ""),
+        session.describe(
+            model, rows, title=f"{phase} evaluation", finetuned=cfg.get("finetuned") or "", allowed_mismatches=allowed
+        ),
         title=f"{model.name} on the {settings.split} split",
         loggers=loggers,
         overlays=OverlaySource(model, dataset, session, {phase: None}),
+        statistics=statistics,
     )
     for logger in loggers:
         logger.finalize("success")

@@ -18,6 +18,7 @@ from pytorch_lightning.utilities.warnings import PossibleUserWarning
 from sam4med.callbacks.before_after import BeforeAfterEvaluation
 from sam4med.command import check_required
 from sam4med.errors import ConfigError
+from sam4med.evaluation.rescoring import training_data
 from sam4med.evaluation.settings import EvaluationSettings
 from sam4med.models.checkpoints import load_file
 from sam4med.run_files import RunFolder
@@ -73,14 +74,16 @@ def check_fresh_run_folder(run: RunFolder, ckpt_path: str | None) -> None:
 
 def build_callbacks(cfg: DictConfig, settings: EvaluationSettings, run: RunFolder) -> list[pl.Callback]:
     """The trainer's callbacks; a partial one (``_partial_: true``) is completed with the run's evaluation
-    settings and folder (the before/after evaluation).
+    settings, folder and statistics settings (the before/after evaluation).
     """
     callbacks = []
     for node in (cfg.get("callbacks") or {}).values():
         if node is None:
             continue
         callback = instantiate(node)
-        callbacks.append(callback(settings=settings, run_dir=run.path) if isinstance(callback, partial) else callback)
+        if isinstance(callback, partial):
+            callback = callback(settings=settings, run_dir=run.path, statistics=instantiate(cfg.get("statistics")))
+        callbacks.append(callback)
     return callbacks
 
 
@@ -114,15 +117,18 @@ def _fine_tune(cfg: DictConfig, run: RunFolder) -> FineTuned:
     datamodule.prepare_data()
     callbacks = build_callbacks(cfg, settings, run)
     scored = [c.settings.split for c in callbacks if isinstance(c, BeforeAfterEvaluation)]
-    for split in dict.fromkeys(["train", "val", *scored]):
-        datamodule.dataset(split)  # a ConfigError names an empty split
+    datamodule.check_splits(["train", "val", *scored])  # a ConfigError names an empty split; warns on a tiny val
 
     model = settings.compute.configure(instantiate(cfg.model))  # the trainer places it
     cache = instantiate(cfg.embeddings)
     datamodule.attach(model, cache)
     datamodule.save_split(run.split)
+    # what every checkpoint records of the data it was fitted on (image content hashes, data settings): read once
+    fitted_on = training_data(datamodule, settings)
     # partial first: the run config must reach the module as plain data, not be instantiated by Hydra
-    module = instantiate(cfg.module, _partial_=True)(model=model, multimask=settings.multimask, run_config=run_config)
+    module = instantiate(cfg.module, _partial_=True)(
+        model=model, multimask=settings.multimask, run_config=run_config, training_data=fitted_on
+    )
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     for logger in loggers:
         logger.log_hyperparams(run_config)

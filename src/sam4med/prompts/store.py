@@ -9,8 +9,11 @@ generated from the ground truth and added, with the seed recorded in the file (s
 prompts of one seed, whatever seed the later run was given); with ``only_stored`` (a prompts file the
 user named) a missing prompt is an error instead. With ``same_seed`` (a run's own saved prompts, read
 back when it resumes) a file of another seed or sampling than the run asks for is refused with a
-:class:`ConfigError`, so a run never reports one seed while scoring the prompts of another. The file is
-rewritten atomically, so an interrupted run leaves a readable file.
+:class:`ConfigError`, so a run never reports one seed while scoring the prompts of another. The file
+records the version of the prompt rules it was drawn under (``prompt_rules``,
+:data:`~sam4med.prompts.version.PROMPT_RULES`); a file of another version, or of none (written before
+versions were recorded), is refused with a :class:`DataError`, never mixed with prompts drawn now. The
+file is rewritten atomically, so an interrupted run leaves a readable file.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sam4med.errors import ConfigError, DataError
 from sam4med.files import write_text
 from sam4med.prompts.generate import check_sampling, make_prompt
 from sam4med.prompts.prompt import Prompt
+from sam4med.prompts.version import PROMPT_RULES
 
 log = logging.getLogger("sam4med")
 
@@ -50,6 +54,33 @@ def outside(prompt: Prompt, shape: tuple[int, int]) -> str | None:
         if not (0 <= x0 <= x1 <= width - 1 and 0 <= y0 <= y1 <= height - 1):
             return f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g})"
     return None
+
+
+def check_rules(path: Path, found: object, *, named: bool = False, own: bool = False) -> None:
+    """Refuse a prompts file whose ``prompt_rules`` is not this sam4med's :data:`PROMPT_RULES` (None: unrecorded).
+
+    ``named``: the user named the file (``evaluation.prompts.file``); ``own``: a run's own file read back
+    when it resumes. The message says what to do in each case.
+    """
+    if found == PROMPT_RULES:
+        return
+    drawn = (
+        f"were drawn under prompt rules {found}"
+        if found is not None
+        else "record no prompt-rule version (written before sam4med recorded one)"
+    )
+    if own:
+        advice = (
+            "this run folder was made by another sam4med version; start a new run folder "
+            "(its rows and prompts would mix two prompt rules)"
+        )
+    elif named:
+        advice = (
+            "leave evaluation.prompts.file out to draw new prompts, or score it with the sam4med version that wrote it"
+        )
+    else:
+        advice = "use a new prompts file"
+    raise DataError(f"{path}: the prompts {drawn}, this sam4med draws under prompt rules {PROMPT_RULES}; {advice}")
 
 
 @dataclass(frozen=True)
@@ -119,6 +150,7 @@ class PromptStore:
                 raise DataError(
                     f"{self.read_from}: not a prompt file written by this sam4med (with mask hashes) ({exc!r})"
                 ) from exc
+            check_rules(self.read_from, raw.get("prompt_rules"), named=only_stored, own=same_seed)
             if same_seed and (stored_seed, stored_sampling) != (seed, self.sampling):
                 raise ConfigError(
                     f"{self.read_from}: this run folder's prompts were drawn with seed {stored_seed} "
@@ -193,6 +225,7 @@ class PromptStore:
         if self.write_to is None or not self._dirty:
             return
         data = {
+            "prompt_rules": PROMPT_RULES,
             "seed": self.seed,
             "sampling": self.sampling,
             "prompts": {k: p.to_dict() for k, p in sorted(self._prompts.items())},

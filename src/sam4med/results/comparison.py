@@ -6,20 +6,35 @@ import pandas as pd
 
 from sam4med.evaluation.rows import Phase
 from sam4med.results.frame import means_per_target, overall
-from sam4med.results.statistics import PairedDelta, pair, paired_delta, sign_test
+from sam4med.results.statistics import STAT_COLUMNS, StatisticsSettings, pair, paired_delta, sign_test
 from sam4med.results.tables import strategy_order
 
 ALL_TARGETS = "all targets"
 
 
-def comparison(frame: pd.DataFrame, before: str = Phase.ZERO_SHOT, after: str = Phase.FINETUNED) -> pd.DataFrame:
+def comparison(
+    frame: pd.DataFrame,
+    before: str = Phase.ZERO_SHOT,
+    after: str = Phase.FINETUNED,
+    *,
+    statistics: StatisticsSettings | None = None,
+) -> pd.DataFrame:
     """Per strategy x target: mean Dice/IoU/HD before and after, the Dice difference and its statistics.
 
     With both phases present every strategy also gets a row with target ``all targets`` (means over all
-    its objects), and the columns ``dice_delta_ci_low``/``dice_delta_ci_high`` (95 % bootstrap CI,
-    images resampled), ``p_wilcoxon`` (paired objects) and, on the ``all targets`` row, ``p_sign`` (the
-    sign test of targets improved); see :mod:`sam4med.results.statistics`.
+    its objects), and every row the columns of :data:`~sam4med.results.statistics.STAT_COLUMNS`: the
+    ``unit`` resampled and tested (``source`` or ``image``, chosen per row under ``statistics.unit=auto``)
+    and ``n_units``, the bootstrap interval ``dice_delta_ci_low``/``_high`` with its ``ci_method``, the
+    unit-level ``p_wilcoxon`` and ``p_permutation``, the ``small_n`` flag, and on the ``all targets``
+    row ``p_sign`` (the sign test of targets improved); see :mod:`sam4med.results.statistics`.
+
+    Args:
+        frame: the results frame (one row per phase x strategy x object).
+        before: the reference phase.
+        after: the phase compared with it.
+        statistics: unit, resamples and seed (None: the defaults of ``conf/statistics``).
     """
+    statistics = statistics or StatisticsSettings()
     summary = means_per_target(frame)
     pivot = summary.pivot_table(index=["strategy", "target"], columns="phase", values=["dice", "iou", "hd", "n"])
     out = pd.DataFrame(index=pivot.index)
@@ -38,23 +53,19 @@ def comparison(frame: pd.DataFrame, before: str = Phase.ZERO_SHOT, after: str = 
         part = out[out.strategy == strategy]
         strategy_pairs = pairs[pairs.strategy == strategy]
         for target_row in part.to_dict(orient="records"):
-            stat = paired_delta(strategy_pairs[strategy_pairs.target == target_row["target"]])
-            rows.append({**target_row, **_stat_columns(stat), "p_sign": float("nan")})
+            stat = paired_delta(strategy_pairs[strategy_pairs.target == target_row["target"]], statistics)
+            rows.append({**target_row, **stat.columns(), "p_sign": float("nan")})
         means = overall(frame[frame.strategy == strategy])
         total = {"strategy": strategy, "target": ALL_TARGETS}
         for metric in ("dice", "iou", "hd"):
             for phase in (before, after):
                 if f"{metric}_{phase}" in out:
                     total[f"{metric}_{phase}"] = float(means.loc[means.phase == phase, metric].iloc[0])
-        stat = paired_delta(strategy_pairs)
-        total.update(n=stat.objects, dice_delta=stat.delta, **_stat_columns(stat))
+        stat = paired_delta(strategy_pairs, statistics)
+        total.update(n=stat.objects, dice_delta=stat.delta, **stat.columns())
         total["p_sign"] = sign_test(part["dice_delta"])
         rows.append(total)
-    return pd.DataFrame(rows, columns=[*out.columns, "dice_delta_ci_low", "dice_delta_ci_high", "p_wilcoxon", "p_sign"])
-
-
-def _stat_columns(stat: PairedDelta) -> dict[str, float]:
-    return {"dice_delta_ci_low": stat.ci_low, "dice_delta_ci_high": stat.ci_high, "p_wilcoxon": stat.p_wilcoxon}
+    return pd.DataFrame(rows, columns=[*out.columns, *STAT_COLUMNS, "p_sign"])
 
 
 def improvement(comp: pd.DataFrame) -> pd.DataFrame:

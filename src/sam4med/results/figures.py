@@ -8,13 +8,14 @@ Every figure orders phases zero-shot -> fine-tuned and gives each phase one fixe
 * :func:`modality_means`: mean Dice per modality under one strategy, S5 by default (Fig. 10).
 * :func:`before_after`: mean Dice per target before and after fine-tuning.
 * :func:`dice_change`: the Dice change per target and over all targets, with the comparison's 95 % CI
-  (Fig. 18).
+  (Fig. 18; the caption names the bootstrap method and the unit resampled, :func:`ci_caption`).
 
 :func:`run_figures` makes all that apply to a frame; :func:`save_figure` writes one as PNG and SVG.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from sam4med import files  # noqa: E402
 from sam4med.evaluation.rows import PHASE_LABELS, Phase  # noqa: E402
 from sam4med.results.comparison import ALL_TARGETS  # noqa: E402
+from sam4med.results.statistics import TOO_SMALL, format_p, small_n  # noqa: E402
 from sam4med.results.tables import strategy_order  # noqa: E402
 
 PHASE_ORDER = tuple(Phase)
@@ -243,16 +245,41 @@ def before_after(frame: pd.DataFrame) -> Figure:
 
 
 def _stat_line(strategy: str, rows: pd.DataFrame) -> str:
-    """Panel title: the change over all targets (from the ``all targets`` row where there is one) and its p-values."""
+    """Panel title: the change over all targets (from the ``all targets`` row where there is one), its units
+    and its p-values (``n too small`` below 5 units, a ``†`` with 5 to 9).
+    """
     if ALL_TARGETS in rows.index and pd.notna(rows.loc[ALL_TARGETS, "dice_delta"]):
         total = rows.loc[ALL_TARGETS]
         parts = [f"all targets {total['dice_delta']:+.3f}"]
-        for column, name in (("p_wilcoxon", "Wilcoxon p"), ("p_sign", "sign p")):
-            if column in rows and pd.notna(total[column]):
-                parts.append(f"{name} {total[column]:.2g}")
+        n_units = total["n_units"] if "n_units" in rows else math.inf
+        if "n_units" in rows:
+            parts[0] += f" ({int(n_units)} {total['unit']}{'s' if n_units != 1 else ''})"
+        if small_n(n_units) == TOO_SMALL:
+            parts.append(TOO_SMALL)
+        else:
+            for column, name in (("p_wilcoxon", "Wilcoxon p"), ("p_permutation", "perm. p")):
+                if column in rows and pd.notna(total[column]):
+                    parts.append(f"{name} {format_p(total[column], n_units)}")
+        if "p_sign" in rows and pd.notna(total["p_sign"]):
+            parts.append(f"sign p {total['p_sign']:.2g}")
     else:
         parts = [f"mean change {rows['dice_delta'].mean():+.3f}"]
     return f"{strategy}: " + ", ".join(parts)
+
+
+def ci_caption(comp: pd.DataFrame) -> str:
+    """What the error bars of :func:`dice_change` are: the interval, its method and the unit resampled."""
+    if not all(c in comp for c in CI_COLUMNS):
+        return ""
+    if "unit" not in comp:  # a comparison of an older version
+        return " (error bars: 95 % bootstrap CI of the paired difference)"
+    shown = comp[np.isfinite(comp[CI_COLUMNS[0]].to_numpy(dtype=float))]
+    units = " or ".join(f"{u}s" for u in sorted(set(comp["unit"].dropna().astype(str))))
+    if shown.empty:
+        return f" (no error bars: {TOO_SMALL}, fewer than 5 {units or 'units'})"
+    methods = "/".join(sorted(set(shown["ci_method"].dropna().astype(str)) - {""}))
+    missing = f"; none where {TOO_SMALL}" if len(shown) < len(comp) else ""
+    return f" (error bars: 95 % {methods} bootstrap CI, {units} resampled{missing})"
 
 
 def dice_change(comp: pd.DataFrame) -> Figure:
@@ -260,8 +287,9 @@ def dice_change(comp: pd.DataFrame) -> Figure:
 
     Bars are the change of the mean Dice, one per target, then the ``all targets`` row of the
     comparison (the mean over all objects) below a line. Where the comparison has
-    ``dice_delta_ci_low``/``_high`` (95 % bootstrap CI of the paired difference) they are drawn as
-    error bars; the panel title gives the ``all targets`` change with its ``p_wilcoxon``/``p_sign``.
+    ``dice_delta_ci_low``/``_high`` (95 % bootstrap CI of the paired difference, units resampled) they
+    are drawn as error bars, and the title says which method and unit (:func:`ci_caption`); the panel
+    title gives the ``all targets`` change with its units, ``p_wilcoxon``, ``p_permutation`` and ``p_sign``.
     """
     order = strategy_order(comp)
     targets = sorted(set(comp["target"]) - {ALL_TARGETS})
@@ -287,8 +315,9 @@ def dice_change(comp: pd.DataFrame) -> Figure:
         ax.invert_yaxis()
         ax.set_title(_stat_line(strategy, rows.dropna(subset=["dice_delta"])), fontsize=8)
         ax.grid(axis="x", alpha=0.3)
-    ci = " (error bars: 95 % bootstrap CI of the paired difference)" if has_ci else ""
-    fig.suptitle(f"Dice change per target, fine-tuned minus zero-shot{ci}", fontsize=10, x=0.02, ha="left")
+    fig.suptitle(
+        f"Dice change per target, fine-tuned minus zero-shot{ci_caption(comp)}", fontsize=10, x=0.02, ha="left"
+    )
     handles = [plt.Rectangle((0, 0), 1, 1, color=colour(p)) for p in (Phase.FINETUNED, Phase.ZERO_SHOT)]
     legend_below(fig, handles, ["fine-tuned better", "zero-shot better"])
     return fig

@@ -5,7 +5,9 @@ Every run ends in :func:`finish`: ``evaluate.py`` with its one phase, the before
 RUN``) from what a results folder already holds. What it does, in order:
 
 1. the tables (``metrics.csv``, ``summary.json``, the comparison, the paper's tables; see
-   :func:`~sam4med.results.write.write_results`), the comparison computed once for all that follows;
+   :func:`~sam4med.results.write.write_results`), the comparison computed once for all that follows, with
+   the run's statistics settings (``conf/statistics``: the unit resampled and tested, see
+   :mod:`sam4med.results.statistics`);
 2. the figures (:data:`sam4med.results.figures` ``run_figures``) and any an analysis adds, as PNG + SVG;
 3. the prediction overlays, decoded through the scoring session (only when an :class:`OverlaySource` is
    given: a redraw keeps those on disk);
@@ -48,6 +50,7 @@ from sam4med.results.loggers import (
 )
 from sam4med.results.overlays import close_overlays, write_overlays
 from sam4med.results.page import write_report
+from sam4med.results.statistics import StatisticsSettings
 from sam4med.results.tables import markdown_table
 from sam4med.results.terminal import print_summary
 from sam4med.results.write import write_results
@@ -86,6 +89,7 @@ def finish(
     write_tables: bool = True,
     log_phases: bool = True,
     show: bool = True,
+    statistics: StatisticsSettings | None = None,
 ) -> pd.DataFrame:
     """Turn a run's results frame and description into everything a run leaves; returns the comparison.
 
@@ -104,8 +108,11 @@ def finish(
         write_tables: write the tables of step 1 (a redraw leaves them as they are).
         log_phases: send the phase means to the loggers (the callback sends each as its phase ends).
         show: print the summary table.
+        statistics: the comparison's unit, resamples and seed (``conf/statistics``; None: its
+            defaults). Unused when ``comp`` is given.
     """
-    comp = (comparison(frame) if len(frame) else pd.DataFrame()) if comp is None else comp
+    if comp is None:
+        comp = comparison(frame, statistics=statistics) if len(frame) else pd.DataFrame()
     if write_tables:
         write_results(frame, folder, meta=dict(meta), comp=comp)
     extra_tables = dict(tables or {})

@@ -13,20 +13,22 @@ import base64
 import html
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from sam4med.evaluation.rows import Phase
 from sam4med.files import write_text
-from sam4med.results.terminal import headline, summary_table
+from sam4med.results.comparison import comparison
+from sam4med.results.terminal import formatted_summary, headline, summary_notes, summary_table
 from sam4med.run_files import ResultsFolder
 
 FIGURE_TITLES = {
     "strategy_means": "Mean Dice and HD per strategy (COSMOS Fig. 6)",
     "dice_boxes": "Dice per target and strategy (Figs. 7-8)",
     "modality_means": "Mean Dice per modality under S5 (Fig. 10)",
-    "dice_change": "Dice change per target and over all targets, 95 % bootstrap CI (Fig. 18)",
+    "dice_change": "Dice change per target and over all targets, 95 % bootstrap CI over units (Fig. 18)",
     "before_after": "Mean Dice per target before and after fine-tuning",
 }
 STYLE = (
@@ -35,6 +37,7 @@ STYLE = (
     "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
     "td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}"
     "pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:12px}figure{margin:1.5em 0}"
+    "p.note{font-size:13px;color:#444;margin:0.3em 0}"
 )
 
 
@@ -71,9 +74,10 @@ def render(
     settings: Mapping[str, object],
     config: str = "",
     intro: str = "",
+    notes: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
     """The page as a string: ``tables`` (by heading), ``figures`` and ``overlays`` ((caption, PNG) pairs),
-    ``settings`` as a table and ``config`` (YAML text) in full.
+    ``settings`` as a table and ``config`` (YAML text) in full; ``notes`` are lines under a table, by heading.
     """
     parts = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
@@ -83,6 +87,7 @@ def render(
         parts.append(f"<p>{html.escape(intro)}</p>")
     for heading, table in tables.items():
         parts.append(f"<h2>{html.escape(heading)}</h2>{_table(table)}")
+        parts += [f"<p class='note'>{html.escape(line)}</p>" for line in (notes or {}).get(heading, ())]
     figures, overlays = list(figures), list(overlays)
     if figures:
         parts.append("<h2>Figures</h2>" + "".join(_image(p, t) for t, p in figures))
@@ -110,14 +115,19 @@ def write_report(
     """Write ``report.html`` from what the results folder holds; returns its path.
 
     ``comp`` is the run's comparison when already computed; ``tables`` are further tables (by heading) an
-    analysis adds below the summary.
+    analysis adds below the summary. The summary is printed as on the terminal (the interval beside the
+    change, ``n too small`` and ``†`` marks, see :func:`~sam4med.results.terminal.formatted_summary`),
+    with its notes (the unit, the small-n legend) below it.
     """
-    frame = pd.read_csv(folder.metrics)
+    frame = pd.read_csv(folder.metrics, dtype={"source": str})
+    if comp is None and frame.size and set(Phase) <= set(frame["phase"]):
+        comp = comparison(frame)
     meta = json.loads(folder.summary.read_text()).get("meta", {}) if folder.summary.is_file() else {}
     config = folder.run.config
     name, value = headline(frame)
     overlays = [(p.stem.removeprefix("overlay_").replace("_", " "), p) for p in sorted(folder.overlays.glob("*.png"))]
-    shown = {"Mean per strategy over all object instances": summary_table(frame, comp)} if frame.size else {}
+    heading = "Mean per strategy over all object instances"
+    shown = {heading: formatted_summary(summary_table(frame, comp))} if frame.size else {}
     page = render(
         title=str(meta.get("title", "Results")),
         intro=f"Headline: {name} = {value:.4f}. Run folder: {folder.run.path.resolve()}" if frame.size else "",
@@ -126,6 +136,7 @@ def write_report(
         overlays=overlays,
         settings=meta,
         config=config.read_text() if config.is_file() else "",
+        notes={heading: summary_notes(frame, comp)} if frame.size else None,
     )
     write_text(folder.report, page)
     return folder.report

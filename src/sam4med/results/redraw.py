@@ -17,14 +17,16 @@ def redraw(path: str | Path) -> Path:
     """Redraw the figures and ``report.html`` of an existing run (its results or run folder); returns the report.
 
     For a run made by an older version, or after the figure code changed. The comparison is read from
-    ``comparison.csv`` when it holds the before/after columns, else computed from ``metrics.csv``; the
-    tables and the overlays (which need the model) stay as they are.
+    ``comparison.csv`` when it holds the before/after columns and the unit-level statistics (``n_units``),
+    else computed from ``metrics.csv`` with the default statistics settings (``statistics.unit=auto``: an
+    older ``metrics.csv`` without a ``source`` column gets the image as its unit); the tables and the
+    overlays (which need the model) stay as they are.
     """
     folder = ResultsFolder.find(path)
-    frame = pd.read_csv(folder.metrics)
+    frame = pd.read_csv(folder.metrics, dtype={"source": str})
     saved = folder.comparison_csv
     comp = pd.read_csv(saved) if saved.is_file() and saved.stat().st_size else pd.DataFrame()
-    if "dice_delta" not in comp:
+    if "dice_delta" not in comp or "n_units" not in comp:  # none yet, or one of before the unit-level statistics
         comp = comparison(frame)
     finish(folder, frame, {}, title="", comp=comp, write_tables=False, show=False)
     return folder.report

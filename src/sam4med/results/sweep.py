@@ -20,12 +20,15 @@ import numpy as np
 import pandas as pd
 import yaml
 from hydra.experimental.callback import Callback
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from sam4med.results.comparison import ALL_TARGETS
-from sam4med.results.statistics import pair, paired_delta, sign_test
+from sam4med.results.folds import write_fold_tables
+from sam4med.results.statistics import StatisticsSettings, notes, pair, paired_delta, sign_test
 from sam4med.results.sweep_page import write_sweep_report
 from sam4med.results.tables import check_complete, markdown_table, strategy_order
+from sam4med.results.write import comparison_markdown
 from sam4med.run_files import METRICS_CSV, RunFolder
 
 
@@ -62,7 +65,9 @@ def run_labels(runs: list[Path]) -> dict[Path, str]:
 
 def merge_runs(runs: list[Path], labels: dict[Path, str]) -> pd.DataFrame:
     """The long results of all runs, with a ``run`` column holding each run's label (see :func:`run_labels`)."""
-    frames = [pd.read_csv(RunFolder(run).results.metrics).assign(run=labels[run]) for run in runs]
+    frames = [
+        pd.read_csv(RunFolder(run).results.metrics, dtype={"source": str}).assign(run=labels[run]) for run in runs
+    ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -130,11 +135,13 @@ def seed_table(frame: pd.DataFrame, seeds: dict[str, int]) -> pd.DataFrame:
     return table.sort_values(["phase", "_s", "_t", "target"]).drop(columns=["_s", "_t"]).reset_index(drop=True)
 
 
-def run_statistics(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per phase x strategy, every run against the first: paired Dice difference, 95 % CI, Wilcoxon, sign test.
+def run_statistics(frame: pd.DataFrame, statistics: StatisticsSettings | None = None) -> pd.DataFrame:
+    """Per phase x strategy, every run against the first: paired Dice difference, its interval and tests.
 
-    Objects are paired by key (the runs must score the same objects; unpaired ones are left out). See
-    :mod:`sam4med.results.statistics`.
+    Objects are paired by key (the runs must score the same objects; unpaired ones are left out). The
+    unit, the interval, the unit-level Wilcoxon and permutation tests and the small-n rules are those of
+    a run's comparison (:mod:`sam4med.results.statistics`, ``statistics``: None for the defaults); the
+    sign test is over the targets' mean differences.
     """
     runs = list(dict.fromkeys(frame["run"]))
     rows = []
@@ -146,7 +153,7 @@ def run_statistics(frame: pd.DataFrame) -> pd.DataFrame:
                 sp = pairs[pairs.strategy == strategy]
                 if sp.empty:
                     continue
-                stat = paired_delta(sp)
+                stat = paired_delta(sp, statistics)
                 target_delta = sp.groupby("target").apply(lambda g: (g["after"] - g["before"]).mean())
                 rows.append(
                     {
@@ -158,22 +165,21 @@ def run_statistics(frame: pd.DataFrame) -> pd.DataFrame:
                         "dice_reference": float(sp["before"].mean()),
                         "dice_run": float(sp["after"].mean()),
                         "dice_delta": stat.delta,
-                        "dice_delta_ci_low": stat.ci_low,
-                        "dice_delta_ci_high": stat.ci_high,
-                        "p_wilcoxon": stat.p_wilcoxon,
+                        **stat.columns(),
                         "p_sign": sign_test(target_delta),
                     }
                 )
     return pd.DataFrame(rows)
 
 
-def write_sweep_tables(sweep_dir: str | Path) -> dict[str, Path]:
+def write_sweep_tables(sweep_dir: str | Path, statistics: StatisticsSettings | None = None) -> dict[str, Path]:
     """Merge the runs under ``sweep_dir`` and write the sweep tables into it (.csv and .md each).
 
     ``sweep_dice``, ``sweep_hd``, ``sweep_overall`` (runs side by side), ``sweep_stats`` (every run
     against the first, with statistics) and, when the runs have different seeds, ``seeds`` (mean, sd and
     per-seed values over the seeds); then ``figures/sweep_means`` and ``report.html`` (see
-    :func:`~sam4med.results.sweep_page.write_sweep_report`).
+    :func:`~sam4med.results.sweep_page.write_sweep_report`). ``statistics``: the settings of
+    ``sweep_stats`` (None: the defaults).
     """
     sweep_dir = Path(sweep_dir)
     runs = find_runs(sweep_dir)
@@ -189,8 +195,8 @@ def write_sweep_tables(sweep_dir: str | Path) -> dict[str, Path]:
     }
     if len(runs) > 1:
         tables["sweep_stats"] = (
-            "Mean Dice of every run against the first, paired by object (95 % bootstrap CI over images)",
-            run_statistics(frame),
+            "Mean Dice of every run against the first, paired by object (95 % bootstrap CI and tests over units)",
+            run_statistics(frame, statistics),
         )
     seeds = {labels[run]: run_seed(run) for run in runs}
     if len(runs) > 1 and None not in seeds.values() and len(set(seeds.values())) == len(runs):
@@ -200,18 +206,31 @@ def write_sweep_tables(sweep_dir: str | Path) -> dict[str, Path]:
         paths[f"{name}_csv"] = sweep_dir / f"{name}.csv"
         paths[f"{name}_md"] = sweep_dir / f"{name}.md"
         table.to_csv(paths[f"{name}_csv"], index=False)
-        paths[f"{name}_md"].write_text(f"# {title}\n\nRuns: {runs_line}\n\n{markdown_table(table)}\n")
-    shown = [n for n in ("sweep_overall", "sweep_stats", "seeds") if n in tables]
-    paths["report"] = write_sweep_report(sweep_dir, frame, {tables[n][0]: tables[n][1] for n in shown}, runs_line)
+        shown_table, lines = table, ""
+        if name == "sweep_stats":  # the statistics as printed, with the unit and small-n notes
+            shown_table = comparison_markdown(table)
+            lines = "".join(f"\n{line}\n" for line in notes(frame, table))
+        paths[f"{name}_md"].write_text(f"# {title}\n\nRuns: {runs_line}\n\n{markdown_table(shown_table)}\n{lines}")
+    shown = {
+        tables[n][0]: comparison_markdown(tables[n][1])
+        for n in ("sweep_overall", "sweep_stats", "seeds")
+        if n in tables
+    }
+    paths["report"] = write_sweep_report(sweep_dir, frame, shown, runs_line)
+    # the folds of one k-fold (dataset.folds): folds.csv, folds_pooled.csv, folds.md (sam4med.results.folds)
+    paths.update(write_fold_tables(sweep_dir, runs))
     return paths
 
 
 class MergeSweepResults(Callback):
-    """Hydra callback: after the last job of a multirun, write the side-by-side tables into the sweep folder."""
+    """Hydra callback: after the last job of a multirun, write the side-by-side tables into the sweep folder
+    (``sweep_stats`` with the sweep's ``statistics`` settings).
+    """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Merge the sweep's results (see :func:`write_sweep_tables`)."""
-        paths = write_sweep_tables(config.hydra.sweep.dir)
+        statistics = instantiate(config.statistics) if config.get("statistics") else None
+        paths = write_sweep_tables(config.hydra.sweep.dir, statistics)
         if paths:
             names = ", ".join(sorted({p.name for p in paths.values() if p.suffix == ".md"}))
             print(f"sweep tables in {Path(config.hydra.sweep.dir).resolve()}: {names} (open report.html)")

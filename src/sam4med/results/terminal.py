@@ -13,6 +13,7 @@ from rich.table import Table
 from sam4med.evaluation.rows import Phase
 from sam4med.results.comparison import ALL_TARGETS, comparison, improvement
 from sam4med.results.figures import distance, label, phases
+from sam4med.results.statistics import TOO_SMALL, format_change, format_p, notes
 from sam4med.results.tables import strategy_order
 from sam4med.run_files import ResultsFolder
 
@@ -22,10 +23,12 @@ HEADLINE_STRATEGY = "S5"
 def summary_table(frame: pd.DataFrame, comp: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per strategy: instances, mean Dice and HD of each phase and, with both phases, the change.
 
-    The change columns come from the ``all targets`` rows of :func:`comparison`: the Dice change with its
-    95 % bootstrap CI (``change CI low``/``high``) and Wilcoxon p-value, then the targets improved and the
-    sign test's p-value (``comp``: the comparison when already computed). Column names carry the phase and
-    the distance unit (``dice zero-shot``, ``hd_mm fine-tuned`` ...).
+    The change columns come from the ``all targets`` rows of :func:`comparison`: the unit resampled and
+    tested and their number (``unit``, ``n units``), the Dice change with its bootstrap interval (``change
+    CI low``/``high``), the unit-level Wilcoxon and permutation p-values, then the targets improved and
+    the sign test's p-value (``comp``: the comparison when already computed). A comparison of an older
+    version, without ``n_units``, leaves those two columns out. Column names carry the phase and the
+    distance unit (``dice zero-shot``, ``hd_mm fine-tuned`` ...). :func:`formatted_summary` prints it.
     """
     names = phases(frame)
     column, hd_name = distance(frame)
@@ -39,9 +42,13 @@ def summary_table(frame: pd.DataFrame, comp: pd.DataFrame | None = None) -> pd.D
     if names == [Phase.ZERO_SHOT, Phase.FINETUNED]:
         comp = comparison(frame) if comp is None else comp
         totals = comp[comp["target"] == ALL_TARGETS].set_index("strategy").reindex(order)
+        if "n_units" in totals:
+            table["unit"], table["n units"] = totals["unit"], totals["n_units"]
         table["dice change"] = totals["dice_delta"]
         table["change CI low"], table["change CI high"] = totals["dice_delta_ci_low"], totals["dice_delta_ci_high"]
         table["p wilcoxon"] = totals["p_wilcoxon"]
+        if "p_permutation" in totals:
+            table["p permutation"] = totals["p_permutation"]
         counts = improvement(comp).set_index("strategy")
         table["improved targets"] = [f"{counts.loc[s, 'improved']}/{counts.loc[s, 'targets']}" for s in order]
         table["p sign"] = totals["p_sign"]
@@ -66,31 +73,65 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def print_summary(frame: pd.DataFrame, *, title: str, comp: pd.DataFrame | None = None) -> None:
-    """The one table printed at the end of a run (see :func:`summary_table`; the CI goes beside the change)."""
-    table = summary_table(frame, comp)
+def formatted_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`summary_table` as printed (text cells): the units (``8 images``), the interval beside the
+    change, p-values with two significant digits, a ``†`` with 5-9 units, and below 5 units ``(n too
+    small)`` beside the change and ``–`` for the p-values (see :mod:`sam4med.results.statistics`), HD with
+    one decimal.
+    """
+    table = table.copy()
+    units = table["n units"] if "n units" in table else pd.Series(math.inf, index=table.index)
     if "dice change" in table:
         table["dice change"] = [
-            f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-            for d, lo, hi in zip(table["dice change"], table["change CI low"], table["change CI high"], strict=True)
+            format_change(d, lo, hi, n)
+            for d, lo, hi, n in zip(
+                table["dice change"], table["change CI low"], table["change CI high"], units, strict=True
+            )
         ]
         table = table.drop(columns=["change CI low", "change CI high"]).rename(
             columns={"dice change": "dice change [95% CI]"}
         )
+    if "n units" in table:
+        table["n units"] = [
+            f"{int(n)} {u}{'s' if n != 1 else ''}" for n, u in zip(units, table.pop("unit"), strict=True)
+        ]
+        table = table.rename(columns={"n units": "units"})
+    cells = {}
+    for name in table.columns:
+        if name.startswith("p ") and name != "p sign":  # the change cell says "n too small" for the row
+            cells[name] = [format_p(p, n).replace(TOO_SMALL, "–") for p, n in zip(table[name], units, strict=True)]
+        elif name == "p sign":
+            cells[name] = [f"{p:.2g}" for p in table[name]]
+        elif name.startswith("hd"):
+            cells[name] = [f"{v:.1f}" for v in table[name]]
+        else:
+            cells[name] = [_cell(v) for v in table[name]]
+    return pd.DataFrame(cells, columns=table.columns)
+
+
+def summary_notes(frame: pd.DataFrame, comp: pd.DataFrame | None) -> list[str]:
+    """The lines printed under the summary table (see :func:`~sam4med.results.statistics.notes`)."""
+    if comp is None or "n_units" not in comp or "target" not in comp:
+        return []
+    return notes(frame, comp[comp["target"] == ALL_TARGETS])
+
+
+def print_summary(frame: pd.DataFrame, *, title: str, comp: pd.DataFrame | None = None) -> None:
+    """The one table printed at the end of a run (see :func:`formatted_summary`), then its notes."""
+    if set(Phase) <= set(frame["phase"]) and comp is None:
+        comp = comparison(frame)
+    table = formatted_summary(summary_table(frame, comp))
     out = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False)
     for name in table.columns:
         out.add_column(name.replace(" ", "\n", 1), justify="left" if name == "strategy" else "right", no_wrap=True)
     for row in table.itertuples(index=False):
-        cells = []
-        for name, value in zip(table.columns, row, strict=True):
-            if name.startswith("p "):
-                cells.append(f"{value:.2g}")
-            else:
-                cells.append(f"{value:.1f}" if name.startswith("hd") else _cell(value))
-        out.add_row(*cells)
+        out.add_row(*row)
     console = Console()
     # a log file or pipe gets the whole table (rich would squeeze it into 80 columns); a terminal its width
-    (console if console.is_terminal else Console(width=max(console.width, 120))).print(out)
+    console = console if console.is_terminal else Console(width=max(console.width, 160))
+    console.print(out)
+    for line in summary_notes(frame, comp):
+        console.print(line, highlight=False)
 
 
 def conclude(results_dir: str | Path) -> float:

@@ -10,6 +10,15 @@ import pandas as pd
 from sam4med.files import write_text
 from sam4med.results.comparison import comparison, improvement
 from sam4med.results.frame import means_per_target, overall
+from sam4med.results.statistics import (
+    SMALL,
+    SMALL_MARK,
+    TOO_SMALL,
+    StatisticsSettings,
+    format_p,
+    notes,
+    small_n,
+)
 from sam4med.results.tables import (
     markdown_table,
     modality_table,
@@ -21,14 +30,21 @@ from sam4med.run_files import ResultsFolder
 
 
 def write_results(
-    frame: pd.DataFrame, folder: ResultsFolder, *, meta: dict, comp: pd.DataFrame | None = None
+    frame: pd.DataFrame,
+    folder: ResultsFolder,
+    *,
+    meta: dict,
+    comp: pd.DataFrame | None = None,
+    statistics: StatisticsSettings | None = None,
 ) -> dict[str, Path]:
     """Write ``metrics.csv``, ``summary.json``, ``comparison.md``/``.csv`` and the paper's tables (atomically).
 
     The tables (see :mod:`sam4med.results.tables`) are ``table_dice``, ``table_hd``, ``per_modality``,
     ``per_strategy`` and ``s1_empty`` as CSV, and all of them in ``tables.md``. With a zero-shot and a
     fine-tuned phase, ``improvement.csv`` counts the targets whose mean Dice rose, per strategy. ``comp``
-    is :func:`~sam4med.results.comparison.comparison` of ``frame`` when already computed.
+    is :func:`~sam4med.results.comparison.comparison` of ``frame`` when already computed (None: computed
+    with ``statistics``, the defaults when None). ``comparison.md`` shows the statistics as printed (see
+    :func:`comparison_markdown`) with the notes on the unit and the small-n marks below the table.
     """
     folder.path.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -54,7 +70,7 @@ def write_results(
         ),
     )
     if comp is None:
-        comp = comparison(frame) if len(frame) else pd.DataFrame()
+        comp = comparison(frame, statistics=statistics) if len(frame) else pd.DataFrame()
     write_text(paths["comparison_csv"], comp.to_csv(index=False))
     lines = [f"# {meta.get('title', 'Results')}", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items() if k != "title"]
@@ -64,7 +80,8 @@ def write_results(
         "",
         markdown_table(means) if len(frame) else "",
     ]
-    lines += ["", "## Per target", "", markdown_table(comp) if len(comp) else "", ""]
+    lines += ["", "## Per target", "", markdown_table(comparison_markdown(comp)) if len(comp) else "", ""]
+    lines += [f"{line}\n" for line in notes(frame, comp)]
     write_text(paths["comparison_md"], "\n".join(lines))
     if "dice_delta" in comp:
         paths["improvement"] = folder.improvement
@@ -72,6 +89,25 @@ def write_results(
     if len(frame):
         paths.update(write_tables(frame, folder))
     return paths
+
+
+def comparison_markdown(comp: pd.DataFrame) -> pd.DataFrame:
+    """``comp`` as ``comparison.md`` shows it: intervals and p-values as text, ``n too small`` where there are
+    fewer than 5 units and a ``†`` beside the change and the p-values with 5 to 9 (the CSV keeps numbers).
+    """
+    if "n_units" not in comp:
+        return comp
+    shown = comp.astype(object)
+    for k, row in comp.iterrows():
+        flag = small_n(row["n_units"])
+        for column in ("dice_delta_ci_low", "dice_delta_ci_high"):
+            shown.at[k, column] = TOO_SMALL if flag == TOO_SMALL else row[column]
+        for column in ("p_wilcoxon", "p_permutation"):
+            shown.at[k, column] = format_p(row[column], row["n_units"])
+        if flag == SMALL:
+            shown.at[k, "dice_delta"] = f"{row['dice_delta']:.3f} {SMALL_MARK}"
+        shown.at[k, "p_sign"] = "" if pd.isna(row["p_sign"]) else f"{row['p_sign']:.2g}"
+    return shown
 
 
 def write_tables(frame: pd.DataFrame, folder: ResultsFolder, *, digits: int = 3) -> dict[str, Path]:

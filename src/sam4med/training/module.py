@@ -14,7 +14,7 @@ from monai.losses import DiceCELoss
 
 from sam4med.errors import CheckpointError, ConfigError
 from sam4med.metrics import dice
-from sam4med.models.finetuned import TRAINED_PREFIX
+from sam4med.models.finetuned import TRAINED_PREFIX, DataSettings, TrainingData
 from sam4med.models.multimask import Multimask, choose
 from sam4med.models.sam_model import SamModel
 from sam4med.training.losses import bce_loss, hard_iou, soft_dice_loss
@@ -73,6 +73,9 @@ class DecoderFineTuner(pl.LightningModule):
         iou_weight: weight of the IoU-prediction MSE.
         run_config: the resolved config of the run (plain data), kept in checkpoints so that a
             checkpoint says how it was made (``sam4med.export`` rebuilds the base model from it).
+        training_data: the content hashes of the training and validation images and the data settings
+            (computed once per fit by the train job), written into every checkpoint's ``sam4med`` entry so
+            that ``evaluate.py finetuned=`` can refuse to score the decoder on them; None records none.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class DecoderFineTuner(pl.LightningModule):
         bce_weight: float = 1.0,
         iou_weight: float = 1.0,
         run_config: dict[str, Any] | None = None,
+        training_data: TrainingData | None = None,
     ) -> None:
         super().__init__()
         self.multimask = Multimask.parse(multimask)
@@ -113,6 +117,7 @@ class DecoderFineTuner(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.dice_weight, self.bce_weight, self.iou_weight = dice_weight, bce_weight, iou_weight
+        self.training_data = training_data
         self.base_weights = {
             "image_encoder": model.module_hash(model.image_encoder),
             "prompt_encoder": model.module_hash(model.prompt_encoder),
@@ -219,13 +224,34 @@ class DecoderFineTuner(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep only what was trained (the decoder), plus hashes of the frozen base weights."""
+        """Keep only what was trained (the decoder), plus hashes of the frozen base weights and (as plain
+        data) the training data record.
+        """
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(TRAINED_PREFIX)}
         checkpoint["sam4med"] = {
             "backbone": self.model.name,
             "base_weights": self.base_weights,
             "weights_source": self.model.weights_source,
         }
+        if self.training_data is not None:
+            checkpoint["sam4med"]["training_data"] = self.training_data.to_dict()
+
+    def _check_resumed_data(self, recorded: Any) -> None:
+        """A run resumed from a checkpoint must fit on the images and under the data settings it recorded:
+        otherwise its later checkpoints would record only this run's images, and ``evaluate.py`` could not see
+        that the decoder was also fitted on the others. Nothing to compare where either side has no record.
+        """
+        if self.training_data is None or not isinstance(recorded, dict):
+            return
+        now = self.training_data.to_dict()
+        settings = recorded.get("settings") if isinstance(recorded.get("settings"), dict) else {}
+        differ = [n for n in DataSettings.checked() if settings.get(n) != now["settings"][n]]
+        if recorded.get("images") != now["images"] or differ:
+            what = f"the data settings {', '.join(differ)}" if differ else "the training or validation images"
+            raise CheckpointError(
+                f"the checkpoint to resume from was fitted under other data than this run's ({what} differ); resume "
+                "with the settings it was trained under, or start a new run folder without ckpt_path"
+            )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refill the frozen weights from the current model, after checking they are the same base."""
@@ -243,6 +269,7 @@ class DecoderFineTuner(pl.LightningModule):
                     f"the checkpoint to resume from was trained on backbone '{meta.get('backbone')}' with other "
                     f"{part.replace('_', ' ')} weights ({expected} vs {self.base_weights[part]})"
                 )
+        self._check_resumed_data(meta.get("training_data"))
         own = self.state_dict()
         checkpoint["state_dict"] = {
             **{k: v for k, v in own.items() if not k.startswith(TRAINED_PREFIX)},
