@@ -53,6 +53,7 @@ bench: setup
 	$(PY) -m benchmarks.evaluation_per_object --model litemedsam
 	$(PY) -m benchmarks.evaluation_per_object --model vit_b_random --images 2
 	$(PY) -m benchmarks.decoder --model litemedsam
+	$(PY) -m benchmarks.clicks --model litemedsam && $(PY) -m benchmarks.clicks --model tiny --images 4
 	$(PY) -m benchmarks.everything_mode --model litemedsam --grids 16 32
 	$(PY) -m benchmarks.everything_mode --model vit_b --grids 16 32
 	$(PY) -m benchmarks.everything_mode --model litemedsam --grids 32 --pred-iou-thresh 0.18 --stability-thresh 0

@@ -24,7 +24,10 @@ def one_line(exc: BaseException) -> str:
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["evaluation.strategies=[]"], "strategies must be a non-empty list of S1, S2, S3, S4, S5, S6; got"),
+        (
+            ["evaluation.strategies=[]"],
+            "strategies must be a non-empty list of S1, S2, S3, S4, S5, S6, M1, M2, M3, M4, M5, I; got",
+        ),
         (["evaluation.strategies=[S5,S7]"], "unknown strategies ['S7']; available: S1, S2, S3, S4, S5, S6"),
         (["evaluation.strategies=[S5,S5]"], "name a strategy twice"),
         (["evaluation.multimask=oracel"], "multimask must be one of single, oracle, confidence; got 'oracel'"),

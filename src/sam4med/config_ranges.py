@@ -88,6 +88,7 @@ RANGES: dict[str, Range] = {
     # compute and evaluation
     "compute.prompts_per_call": Range(1, integer=True, nullable=True),
     "evaluation.overlays": NONNEGATIVE_COUNT,
+    "evaluation.interactive.clicks": COUNT,
     "statistics.resamples": COUNT,
     # training
     "module.dice_weight": WEIGHT,

@@ -87,7 +87,7 @@ class BeforeAfterEvaluation(Callback):
                 session.prompts.add(entries)
         if rank == 0:
             image_order = {image_id: k for k, image_id in enumerate(ids)}
-            strategy_order = {s: k for k, s in enumerate(self.settings.strategies)}
+            strategy_order = {s: k for k, s in enumerate(self.settings.row_strategies)}
             rows.sort(key=lambda r: (strategy_order[r.strategy], image_order[r.image_id], r.object_key))
             self.results = [r for r in self.results if r.phase != phase] + rows
             log_metrics(trainer.loggers, phase_metrics(to_frame(rows), phase), trainer.global_step)

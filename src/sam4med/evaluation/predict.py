@@ -1,4 +1,7 @@
-"""Decode the prompts of all objects of one image (in calls sized for the device) and pick one mask per object."""
+"""Decode the prompts of all objects of one image (in calls sized for the device) and pick one mask per object.
+
+A prompt of several boxes (mode M4) is decoded once per box and its masks merged (see :func:`predict`).
+"""
 
 from __future__ import annotations
 
@@ -33,7 +36,9 @@ class Prediction:
 def prompts_to_tensors(
     prompts: Sequence[Prompt], model: SamModel, original_size: tuple[int, int]
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Stack prompts of one strategy into model-space tensors (coords N x P x 2, labels N x P, boxes N x 4)."""
+    """Stack prompts of one form (the same number of points; all with a box or none, no ``boxes``) into
+    model-space tensors (coords N x P x 2, labels N x P, boxes N x 4).
+    """
     pre = model.preprocessing
     coords = labels = boxes = None
     if prompts[0].point_coords:
@@ -58,12 +63,19 @@ def predict(
     per_call: int | None = None,
     shared_work: bool = False,
 ) -> Prediction:
-    """Masks for ``prompts`` (all of one strategy) on the image whose embedding is given.
+    """Masks for ``prompts`` (one per object, any strategy) on the image whose embedding is given.
+
+    Each prompt is decoded as :meth:`Prompt.decoded <sam4med.prompts.prompt.Prompt.decoded>` says: itself,
+    or once per box of its ``boxes`` (mode M4). The decoded prompts with the same number of points and
+    with or without a box are decoded together, in prompt order, in calls of ``per_call``. The mask
+    selection applies to each decoded prompt on its own (``oracle``: against the object's whole ground
+    truth); the masks chosen for one object's boxes are merged by union, its score is the mean of their
+    predicted IoU and its choice that of its first (largest) box.
 
     Args:
         model: the model.
         embedding: C x h x w image embedding.
-        prompts: one prompt per object, all with the same number of points.
+        prompts: one prompt per object.
         original_size: (H, W) of the image.
         multimask: which decoder output is chosen (see :class:`~sam4med.models.multimask.Multimask`).
         gt_masks: N x H x W ground truth, needed for ``oracle``.
@@ -71,23 +83,56 @@ def predict(
             (:func:`~sam4med.evaluation.decoding.prompts_per_call`).
         shared_work: decode with the shared-work decoder (:mod:`sam4med.models.shared_decoder`).
     """
-    coords, labels, boxes = prompts_to_tensors(prompts, model, original_size)
-    out = decode_in_calls(
-        model,
-        embedding,
-        point_coords=coords,
-        point_labels=labels,
-        boxes=boxes,
-        multimask_output=multimask.multimask_output,
-        per_call=per_call,
-        shared_work=shared_work,
-    )
-    logits = model.preprocessing.logits_to_original(out.low_res_logits, original_size)
-    masks = (logits > 0).cpu().numpy()  # N x M x H x W
-    scores = out.iou_predictions.cpu().numpy()
-    choice = choose(multimask, masks, scores, gt_masks)
-    rows = np.arange(len(prompts))
-    return Prediction(masks=masks[rows, choice], scores=scores[rows, choice], choice=choice)
+    parts = [(owner, part) for owner, prompt in enumerate(prompts) for part in prompt.decoded()]
+    groups: dict[tuple[int, bool], list[int]] = {}
+    for index, (_, part) in enumerate(parts):
+        groups.setdefault((len(part.point_coords), part.box is not None), []).append(index)
+    part_masks: list[np.ndarray] = [np.empty(0)] * len(parts)
+    part_scores = np.zeros(len(parts), dtype=np.float32)
+    part_choice = np.zeros(len(parts), dtype=np.int64)
+    for members in groups.values():
+        owners = [parts[k][0] for k in members]
+        coords, labels, boxes = prompts_to_tensors([parts[k][1] for k in members], model, original_size)
+        out = decode_in_calls(
+            model,
+            embedding,
+            point_coords=coords,
+            point_labels=labels,
+            boxes=boxes,
+            multimask_output=multimask.multimask_output,
+            per_call=per_call,
+            shared_work=shared_work,
+        )
+        logits = model.preprocessing.logits_to_original(out.low_res_logits, original_size)
+        masks = (logits > 0).cpu().numpy()  # G x M x H x W
+        scores = out.iou_predictions.cpu().numpy()
+        choice = choose(multimask, masks, scores, None if gt_masks is None else np.asarray(gt_masks)[owners])
+        for row, k in enumerate(members):
+            part_masks[k] = masks[row, choice[row]]
+            part_scores[k], part_choice[k] = scores[row, choice[row]], choice[row]
+    return _merge(parts, part_masks, part_scores, part_choice, len(prompts))
+
+
+def _merge(
+    parts: Sequence[tuple[int, Prompt]],
+    masks: Sequence[np.ndarray],
+    scores: np.ndarray,
+    choice: np.ndarray,
+    count: int,
+) -> Prediction:
+    """Each object's prediction from those of its decoded prompts: the union of their masks, the mean of
+    their scores, the first one's choice (an object of one decoded prompt keeps its mask, score and choice).
+    """
+    owners = np.array([owner for owner, _ in parts])
+    merged = np.zeros((count, *masks[0].shape), dtype=bool)
+    merged_scores = np.zeros(count, dtype=scores.dtype)
+    merged_choice = np.zeros(count, dtype=np.int64)
+    for owner in range(count):
+        rows = np.flatnonzero(owners == owner)
+        merged[owner] = np.logical_or.reduce([masks[k] for k in rows])
+        merged_scores[owner] = scores[rows].mean()
+        merged_choice[owner] = choice[rows[0]]
+    return Prediction(masks=merged, scores=merged_scores, choice=merged_choice)
 
 
 def predict_scored(
@@ -100,7 +145,7 @@ def predict_scored(
     compute: Compute,
     gt_masks: np.ndarray | None = None,
 ) -> Prediction:
-    """:func:`predict` the way scoring decodes S2–S6 under ``compute``: its call size, its shared-work decoder
+    """:func:`predict` the way scoring decodes S2–S6 and M1–M5 under ``compute``: its call size, its shared-work decoder
     and its bfloat16 autocast. Whatever redraws a scored prediction (the overlays) calls this, so a drawn
     mask is the scored one.
     """

@@ -1,17 +1,21 @@
-"""Scoring a dataset under the strategies S1–S6 (zero-shot, or with a fine-tuned decoder).
+"""Scoring a dataset under the strategies S1–S6 and iterative clicks ``I`` (zero-shot, or with a fine-tuned decoder).
 
 Each image is encoded once (through the embedding cache, ``embeddings.batch_size`` images per encoder
 call) and its embedding reused by every strategy;
 all objects of an image under one of S2–S6 are decoded in batched calls sized for the device, and S1 runs SAM's
 automatic mask generator on the same embedding (see :mod:`sam4med.evaluation.everything`). Rows are
 appended to a JSON-lines log as each image finishes, so an interrupted run keeps what it has and a
-re-run with the same log skips the images already scored.
+re-run with the same log skips the images already scored. Strategy ``I`` (iterative clicks, see
+:mod:`sam4med.evaluation.interactive`) writes one row per click count, ``I@1`` ... ``I@<clicks>``, decodes
+every click on the same embedding, and logs the clicks it placed beside the rows (``<log>.clicks.jsonl``:
+one line per phase and object, the start prompt and the clicks) so a run can be reproduced and checked.
 
 Each log line carries ``settings``, a hash of everything that determines its row (see
 :func:`settings_hash`) and of the scored images' content (``CosmosDataset.content_hash``: image and
 label files byte for byte); a re-run whose settings differ from the logged rows of its phase is
 refused, so a run folder re-used with another model, decoder, input clipping, mask selection, S1 grid,
-prompt seed, prompt sampling or changed images never mixes stale rows into new results. Each line also
+prompt seed, prompt sampling, iterative-click settings or changed images never mixes stale rows into new
+results. Each line also
 records the prompt and metric rule versions (:mod:`sam4med.evaluation.rules`); a line of other versions
 (or of none: written before versions were recorded) is dropped and its image scored again, with one
 warning saying how many lines and why.
@@ -28,7 +32,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -40,6 +44,16 @@ from sam4med.data.dataset import CosmosDataset, ImageItem
 from sam4med.embeddings import EmbeddingCache
 from sam4med.errors import DataError
 from sam4med.evaluation.everything import EverythingMode, EverythingSettings, match_masks
+from sam4med.evaluation.interactive import (
+    INTERACTIVE,
+    ClickLoop,
+    ClickRecord,
+    InteractiveSettings,
+    check_start,
+    click_strategy,
+    row_strategies,
+    start_prompt,
+)
 from sam4med.evaluation.predict import predict_scored
 from sam4med.evaluation.rows import COLUMNS, ObjectResult, Phase
 from sam4med.evaluation.rules import RULES, describe, rules_of
@@ -49,9 +63,14 @@ from sam4med.files import write_text
 from sam4med.models.multimask import Multimask
 from sam4med.models.sam_model import SamModel
 from sam4med.prompts.generate import STRATEGIES
+from sam4med.prompts.modes import MODES
+from sam4med.prompts.prompt import Prompt
 from sam4med.prompts.store import PromptStore
 
-ALL_STRATEGIES = ("S1", *sorted(STRATEGIES))
+ALL_STRATEGIES = ("S1", *sorted(STRATEGIES), *MODES)  # MODES: M1-M5 (sam4med.prompts.modes)
+# every name evaluation.strategies accepts: the strategies above (one row per object each) and the iterative
+# clicks I (one row per object and click count: I@1 ... I@<clicks>, see sam4med.evaluation.interactive)
+STRATEGY_NAMES = (*ALL_STRATEGIES, INTERACTIVE)
 
 log = logging.getLogger("sam4med")
 
@@ -77,14 +96,42 @@ def settings_hash(
     everything: EverythingSettings,
     bf16: bool = False,
     shared_work: bool = False,
+    interactive: InteractiveSettings | None = None,
 ) -> str:
     """SHA-256 (16 hex digits) of what determines a row: backbone, base weights and preprocessing,
     the decoder weights (for a phase of the base decoder, the base weights' decoder as the builder loaded
     it: ``SamModel.base_decoder_hash``), the image encoder's precision, the
     dataset's input clipping and minimum object area, mask selection, S1 settings, prompt seed and
     point sampling, and the options that change outputs by float rounding (bf16 decoding, the
-    shared-work decoder, SDPA attention).
+    shared-work decoder, SDPA attention). ``interactive``: the iterative-click settings, given for the hash
+    of the ``I@k`` rows only (the rows of the other strategies do not depend on them, so they keep their
+    hashes whatever ``evaluation.interactive`` says).
     """
+    parts = _settings_parts(
+        model,
+        dataset,
+        prompts,
+        phase=phase,
+        multimask=multimask,
+        everything=everything,
+        bf16=bf16,
+        shared_work=shared_work,
+    )
+    return _digest(parts, interactive)
+
+
+def _settings_parts(
+    model: SamModel,
+    dataset: CosmosDataset,
+    prompts: PromptStore,
+    *,
+    phase: Phase,
+    multimask: Multimask,
+    everything: EverythingSettings,
+    bf16: bool,
+    shared_work: bool,
+) -> dict:
+    """What :func:`settings_hash` hashes (but the interactive settings), computed once per phase."""
     parts = {
         "backbone": model.name,
         "weights": model.weights_source,
@@ -109,6 +156,12 @@ def settings_hash(
         "shared_work": shared_work,
     }
     parts.update({name: True for name, on in options.items() if on})
+    return parts
+
+
+def _digest(parts: dict, interactive: InteractiveSettings | None = None) -> str:
+    if interactive is not None:
+        parts = {**parts, "interactive": asdict(interactive)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -171,17 +224,61 @@ def _log_lines(rows: Sequence[tuple[str, ObjectResult]]) -> str:
     return "".join(json.dumps({"settings": settings, **RULES, **asdict(r)}) + "\n" for settings, r in rows)
 
 
-def _resumable(logged: list[tuple[str, ObjectResult]], path: Path, phase: Phase, settings: str) -> list[ObjectResult]:
-    """The logged rows of ``phase``, after checking they were made with the same settings."""
-    other = {h for h, r in logged if r.phase == phase and h != settings}
+def _resumable(
+    logged: list[tuple[str, ObjectResult]], path: Path, phase: Phase, settings: Callable[[str], str]
+) -> list[ObjectResult]:
+    """The logged rows of ``phase``, after checking each was made with the settings of its strategy
+    (``settings(row strategy)``: the hash it must carry).
+    """
+    other = {h for h, r in logged if r.phase == phase and h != settings(r.strategy)}
     if other:
         raise DataError(
             f"{path}: holds {phase} rows made with other settings (model, decoder, preprocessing, clipping, minimum "
-            "object area, multimask, S1 grid, prompt seed or sampling, or the compute options bf16, bf16_encoder, "
-            "shared_decoder or sdpa differ, or an image or label file of the split changed); use a new run folder "
-            "for new settings"
+            "object area, multimask, S1 grid, prompt seed or sampling, evaluation.interactive, or the compute "
+            "options bf16, bf16_encoder, shared_decoder or sdpa differ, or an image or label file of the split "
+            "changed); use a new run folder for new settings"
         )
     return [r for _, r in logged if r.phase == phase]
+
+
+def clicks_log(log_path: Path) -> Path:
+    """The clicks log beside an evaluation log: ``evaluation_log.jsonl`` -> ``evaluation_log.clicks.jsonl``."""
+    return log_path.with_suffix(".clicks.jsonl")
+
+
+def _read_clicks(path: Path, keep: set[tuple[str, str]]) -> str:
+    """The lines of a clicks log whose (phase, object) is in ``keep`` (the first of each), as text to rewrite."""
+    if not path.is_file():
+        return ""
+    lines, seen = [], set()
+    for line in path.read_text().splitlines():
+        try:
+            data = json.loads(line)
+            key = (data["phase"], data["object_key"])
+        except (ValueError, TypeError, KeyError):  # a line cut by a kill ends the usable file
+            break
+        if key in keep and key not in seen:
+            seen.add(key)
+            lines.append(line + "\n")
+    return "".join(lines)
+
+
+def _click_lines(records: Sequence[ClickRecord], *, settings: str, phase: Phase, image_id: str) -> str:
+    return "".join(
+        json.dumps({"settings": settings, **RULES, "phase": phase.value, "image_id": image_id, **r.to_dict()}) + "\n"
+        for r in records
+    )
+
+
+def _prompt(prompts: PromptStore, strategy: str, mask, object_key: str, interactive: InteractiveSettings) -> Prompt:
+    """The saved prompt of (strategy, object); for ``I`` its start prompt, made by the interactive rule."""
+    if strategy != INTERACTIVE:
+        return prompts.get(mask, strategy, object_key)
+
+    def make() -> Prompt:
+        return start_prompt(mask, start=interactive.start, seed=prompts.seed, object_key=object_key)
+
+    return check_start(prompts.get(mask, strategy, object_key, make=make), interactive.start, object_key)
 
 
 def _score_image(
@@ -195,8 +292,37 @@ def _score_image(
     multimask: Multimask,
     everything: EverythingMode | None,
     compute: Compute,
-) -> list[ObjectResult]:
+    interactive: InteractiveSettings,
+) -> tuple[list[ObjectResult], list[ClickRecord]]:
+    """The rows of one image under one strategy, and under ``I`` the clicks of each object (else none)."""
     size = item.image.shape[:2]
+    candidates = 3 if multimask.multimask_output else 1
+    if strategy == INTERACTIVE:
+        loop = ClickLoop(
+            model,
+            embedding,
+            [_prompt(prompts, strategy, m, o.key, interactive) for o, m in zip(item.objects, item.masks, strict=True)],
+            item.masks,
+            object_keys=[o.key for o in item.objects],
+            seed=prompts.seed,
+            settings=interactive,
+            multimask=multimask,
+            compute=compute,
+        )
+        rows = []
+        for _ in range(interactive.clicks):
+            step = loop.step()
+            rows += score_objects(
+                phase=phase,
+                strategy=click_strategy(step.click),
+                objects=item.objects,
+                gt_masks=item.masks,
+                pred_masks=step.masks,
+                scores=step.scores,
+                candidates=candidates,
+                spacing=item.record.spacing,
+            )
+        return rows, loop.records()
     if strategy == "S1":
         assert everything is not None
         generated = everything(embedding, size)
@@ -205,8 +331,8 @@ def _score_image(
     else:
         batch = [prompts.get(m, strategy, o.key) for o, m in zip(item.objects, item.masks, strict=True)]
         pred = predict_scored(model, embedding, batch, size, multimask=multimask, compute=compute, gt_masks=item.masks)
-        masks, scores, candidates = pred.masks, pred.scores, 3 if multimask.multimask_output else 1
-    return score_objects(
+        masks, scores = pred.masks, pred.scores
+    rows = score_objects(
         phase=phase,
         strategy=strategy,
         objects=item.objects,
@@ -216,6 +342,7 @@ def _score_image(
         candidates=candidates,
         spacing=item.record.spacing,
     )
+    return rows, []
 
 
 def s1_empty_images(rows: Sequence[ObjectResult]) -> tuple[int, int]:
@@ -238,19 +365,23 @@ def score_dataset(
     log_path: str | Path | None = None,
     progress: bool = True,
     zero_shot_store: ZeroShotStore | None = None,
+    interactive: InteractiveSettings | None = None,
 ) -> list[ObjectResult]:
     """Score every object of every image in ``dataset`` under each strategy.
 
     Args:
         model: the model to evaluate (its decoder may be fine-tuned).
         dataset: images and objects to score.
-        strategies: any of ``S1`` ... ``S6``, e.g. ``["S5"]`` (checked by
-            :class:`~sam4med.evaluation.session.EvaluationSettings`).
+        strategies: any of ``S1`` ... ``S6`` and ``I``, e.g. ``["S5", "I"]`` (checked by
+            :class:`~sam4med.evaluation.settings.EvaluationSettings`); ``I`` writes the rows ``I@1`` ...
+            ``I@<clicks>``.
         phase: the phase the rows are labelled with (:class:`~sam4med.evaluation.rows.Phase`).
         cache: embedding cache.
-        prompts: prompt store (S2–S6); prompts it holds are reused, new ones are added to it.
-        multimask: mask selection for S2–S6, see :class:`~sam4med.models.multimask.Multimask` (S1
-            always uses all three multimask outputs of every grid point, as SAM's generator does).
+        prompts: prompt store (S2–S6, and the start prompts of ``I``); prompts it holds are reused, new ones
+            are added to it.
+        multimask: mask selection for S2–S6 and every click of ``I``, see
+            :class:`~sam4med.models.multimask.Multimask` (S1 always uses all three multimask outputs of every
+            grid point, as SAM's generator does).
         everything: S1 generator settings (grid, filters).
         compute: how to decode (the device is the model's; None: the defaults): ``prompts_per_call``
             prompts (S2–S6) or grid points (S1) per decoder call (None: sized for the device, see
@@ -263,11 +394,13 @@ def score_dataset(
         progress: show a progress bar over images.
         zero_shot_store: rows shared between runs (:class:`~sam4med.evaluation.zero_shot_store.ZeroShotStore`),
             read and written for the zero-shot phase only; None scores everything here.
+        interactive: the iterative-click settings of ``I`` (None: :class:`InteractiveSettings` defaults).
     """
     phase = Phase.parse(phase)
     compute = compute or Compute()
     path = Path(log_path) if log_path else None
-    settings = settings_hash(
+    interactive = interactive or InteractiveSettings()
+    parts = _settings_parts(
         model,
         dataset,
         prompts,
@@ -277,13 +410,27 @@ def score_dataset(
         bf16=compute.bf16,
         shared_work=compute.shared_decoder,
     )
+    hashed = {"S": _digest(parts), INTERACTIVE: _digest(parts, interactive)}  # I's rows: also the click settings
+
+    def settings_of(strategy: str) -> str:  # the settings hash of a strategy (S1 ... S6, I) or row strategy (I@k)
+        return hashed[INTERACTIVE if strategy.split("@")[0] == INTERACTIVE else "S"]
+
     logged = _read_log(path)
     # a logged row also depends on its image's content (the store keys rows by each image's own fingerprint)
-    logged_as = f"{settings}/{dataset.content_hash()}" if path is not None else settings
+    content = dataset.content_hash() if path is not None else None
+
+    def logged_as(strategy: str) -> str:
+        return f"{settings_of(strategy)}/{content}" if content is not None else settings_of(strategy)
+
     results = _resumable(logged, path, phase, logged_as) if path is not None else []
     if path is not None and path.is_file():  # drop a cut or outdated tail, so appended rows stay readable
         write_text(path, _log_lines(logged))
+    clicks_path = clicks_log(path) if path is not None else None
+    if clicks_path is not None and clicks_path.is_file():  # only the clicks of logged rows (the rest is redone)
+        clicked = {(r.phase.value, r.object_key) for _, r in logged if r.strategy.split("@")[0] == INTERACTIVE}
+        write_text(clicks_path, _read_clicks(clicks_path, clicked))
     done = {(r.image_id, r.strategy) for r in results}
+    expands = {s: row_strategies(s, interactive.clicks) for s in strategies}
     store = zero_shot_store if phase in BASE_DECODER_PHASES else None  # fine-tuned rows are a run's own
     store_hits, store_outdated = (store.hits, store.outdated) if store is not None else (0, 0)
     model.eval()
@@ -295,31 +442,38 @@ def score_dataset(
         stop = min(start + cache.batch_size, len(dataset))
         work = []  # (image, strategies still to score)
         for index in range(start, stop):
-            todo = [s for s in strategies if (dataset.records[index].image_id, s) not in done]
+            image_id = dataset.records[index].image_id
+            todo = [s for s in strategies if not all((image_id, r) in done for r in expands[s])]
             item = dataset[index] if todo else None
             if item is not None and item.objects:
                 work.append((item, todo))
         # embeddings of the images with a strategy the zero-shot store cannot answer, encoded together
-        need = [it for it, todo in work if store is None or not all(store.has(settings, it, s) for s in todo)]
+        need = [it for it, todo in work if store is None or not all(store.has(settings_of(s), it, s) for s in todo)]
         timer = time.perf_counter()
         found = cache.get_many(model, [it.image for it in need])
         embeddings = {id(it): embedding for it, (_, embedding) in zip(need, found, strict=True)}
         embed_seconds += time.perf_counter() - timer
         for item, todo in work:
-            new_rows = []
+            new_rows, new_clicks = [], []
             for strategy in todo:
                 bar.set_postfix_str(strategy)
-                stored = store.get(settings, item, strategy, phase) if store is not None else None
+                clicking = strategy == INTERACTIVE
+                stored = (
+                    store.load(settings_of(strategy), item, strategy, phase, rows=expands[strategy], clicks=clicking)
+                    if store is not None
+                    else None
+                )
                 if stored is not None:
                     if strategy != "S1":  # the run's prompts file still holds every prompt its rows were made with
                         for obj, mask in zip(item.objects, item.masks, strict=True):
-                            prompts.get(mask, strategy, obj.key)
-                    new_rows += stored
+                            _prompt(prompts, strategy, mask, obj.key, interactive)
+                    new_rows += stored.rows
+                    new_clicks += [ClickRecord.from_dict(c) for c in stored.clicks or ()]
                     continue
                 if id(item) not in embeddings:  # a stored file that turned out unusable
                     embeddings[id(item)] = cache.get(model, item.image)
                 with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=compute.bf16):
-                    rows = _score_image(
+                    rows, clicks = _score_image(
                         model,
                         item,
                         embeddings[id(item)],
@@ -329,17 +483,26 @@ def score_dataset(
                         multimask=multimask,
                         everything=s1,
                         compute=compute,
+                        interactive=interactive,
                     )
                 if store is not None:
-                    store.put(settings, item, strategy, rows)
+                    records = [c.to_dict() for c in clicks] if clicking else None
+                    store.put(settings_of(strategy), item, strategy, rows, clicks=records)
                 new_rows += rows
+                new_clicks += clicks
             if time.perf_counter() - saved_at >= PROMPT_SAVE_SECONDS:
                 prompts.save()
                 saved_at = time.perf_counter()
             if path is not None:  # each image's rows as it finishes, so a killed run resumes from them
                 path.parent.mkdir(parents=True, exist_ok=True)
+                if new_clicks:  # before the rows: a logged I row always has its clicks logged
+                    with clicks_log(path).open("a") as handle:
+                        lines = _click_lines(
+                            new_clicks, settings=logged_as(INTERACTIVE), phase=phase, image_id=item.record.image_id
+                        )
+                        handle.write(lines)
                 with path.open("a") as handle:
-                    handle.write(_log_lines([(logged_as, r) for r in new_rows]))
+                    handle.write(_log_lines([(logged_as(r.strategy), r) for r in new_rows]))
             results += new_rows
         bar.update(stop - start)
     bar.close()

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from sam4med.data.dataset import CosmosDataset
 from sam4med.embeddings import EmbeddingCache
 from sam4med.errors import DataError
+from sam4med.evaluation.interactive import INTERACTIVE
 from sam4med.evaluation.rows import ObjectResult, Phase
 from sam4med.evaluation.rules import RULES
 from sam4med.evaluation.runner import s1_empty_images, score_dataset
@@ -74,6 +75,7 @@ class EvaluationSession:
             log_path=self.results.evaluation_log(log_rank) if log else None,
             progress=progress,
             zero_shot_store=self.zero_shot_store,
+            interactive=self.settings.interactive,
         )
         if not rows and len(dataset):
             raise DataError(
@@ -113,6 +115,7 @@ class EvaluationSession:
             "prompt_sampling": self.prompts.sampling,
             "everything": ", ".join(f"{k}={v}" for k, v in asdict(settings.everything).items()),
             "s1_empty_images": f"{empty} of {s1_images}" if "S1" in settings.strategies else "",
+            "interactive": settings.interactive.describe() if INTERACTIVE in settings.strategies else "",
             "embedding_cache": f"{self.cache.directory or 'memory'} ({str(self.cache.dtype).removeprefix('torch.')})",
             "hd_unit": ", ".join(units),
             "prompt_rules": RULES["prompt_rules"],

@@ -15,10 +15,15 @@ from pathlib import Path
 from sam4med.compute import Compute
 from sam4med.errors import ConfigError
 from sam4med.evaluation.everything import EverythingSettings
-from sam4med.evaluation.runner import ALL_STRATEGIES
+from sam4med.evaluation.interactive import INTERACTIVE, InteractiveSettings, row_strategies
+from sam4med.evaluation.runner import STRATEGY_NAMES
 from sam4med.models.multimask import Multimask
 from sam4med.prompts.generate import check_sampling
 from sam4med.prompts.store import PromptStore
+
+__all__ = ["EvaluationSettings", "InteractiveSettings", "PromptSettings"]
+# InteractiveSettings (evaluation.interactive) lives in sam4med.evaluation.interactive, which the runner
+# imports (this module imports the runner); the config names it here, beside the other settings.
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,8 @@ class EvaluationSettings:
     """What is scored and how, the same in every phase of a run.
 
     Attributes:
-        strategies: any of ``S1`` ... ``S6``, in the order they are reported.
-        multimask: mask selection for S2–S6.
+        strategies: any of ``S1`` ... ``S6`` and ``I`` (iterative clicks), in the order they are reported.
+        multimask: mask selection for S2–S6 and every click of ``I``.
         everything: S1 generator settings (``EverythingSettings()`` are SAM's defaults).
         split: the dataset split scored (``test`` ...).
         compute: device, decoder call size, bf16, shared-work decoder, SDPA (:class:`~sam4med.compute.Compute`).
@@ -74,6 +79,7 @@ class EvaluationSettings:
             prompts file, whose prompts may come from another seed.
         overlays: at most this many targets get a prediction-overlay figure (0: none).
         overlay_strategy: the strategy whose prompts the overlays draw (None: S6, else S4, S5, S3, S2).
+        interactive: how ``I`` clicks (:class:`~sam4med.evaluation.interactive.InteractiveSettings`).
     """
 
     strategies: tuple[str, ...]
@@ -85,6 +91,7 @@ class EvaluationSettings:
     zero_shot_dir: Path | None = None
     overlays: int = 16
     overlay_strategy: str | None = None
+    interactive: InteractiveSettings = field(default_factory=InteractiveSettings)
 
     @classmethod
     def build(
@@ -99,21 +106,24 @@ class EvaluationSettings:
         zero_shot_dir: str | Path | None = None,
         overlays: int = 16,
         overlay_strategy: str | None = None,
+        interactive: InteractiveSettings | None = None,
     ) -> EvaluationSettings:
         """Settings from config values, checked: no, unknown or repeated strategies, unknown mask selections
-        and an overlay strategy that is not scored are refused.
+        and an overlay strategy that is not scored (or is S1 or ``I``, which have no fixed prompts to
+        redraw) are refused.
         """
         if isinstance(strategies, str) or not strategies:
-            raise ConfigError(f"strategies must be a non-empty list of {', '.join(ALL_STRATEGIES)}; got {strategies!r}")
-        unknown = [s for s in strategies if s not in ALL_STRATEGIES]
+            raise ConfigError(f"strategies must be a non-empty list of {', '.join(STRATEGY_NAMES)}; got {strategies!r}")
+        unknown = [s for s in strategies if s not in STRATEGY_NAMES]
         if unknown:
-            raise ConfigError(f"unknown strategies {unknown}; available: {', '.join(ALL_STRATEGIES)}")
+            raise ConfigError(f"unknown strategies {unknown}; available: {', '.join(STRATEGY_NAMES)}")
         if len(set(strategies)) != len(strategies):
             raise ConfigError(f"strategies {list(strategies)} name a strategy twice")
-        if overlay_strategy is not None and (overlay_strategy == "S1" or overlay_strategy not in strategies):
+        unprompted = ("S1", INTERACTIVE)  # no fixed prompt per object to redraw
+        if overlay_strategy is not None and (overlay_strategy in unprompted or overlay_strategy not in strategies):
             raise ConfigError(
                 f"overlay_strategy={overlay_strategy} must be one of the prompted strategies scored "
-                f"({', '.join(s for s in strategies if s != 'S1') or 'none'})"
+                f"({', '.join(s for s in strategies if s not in unprompted) or 'none'})"
             )
         if int(overlays) < 0:
             raise ConfigError(f"overlays must be 0 (none) or more; got {overlays}")
@@ -127,7 +137,13 @@ class EvaluationSettings:
             zero_shot_dir=Path(zero_shot_dir) if zero_shot_dir else None,
             overlays=int(overlays),
             overlay_strategy=overlay_strategy,
+            interactive=interactive or InteractiveSettings(),
         )
+
+    @property
+    def row_strategies(self) -> tuple[str, ...]:
+        """The strategies of the rows, in report order: ``I`` becomes ``I@1`` ... ``I@<clicks>``."""
+        return tuple(r for s in self.strategies for r in row_strategies(s, self.interactive.clicks))
 
     @property
     def shared_zero_shot_dir(self) -> Path | None:

@@ -2,8 +2,9 @@
 
 A zero-shot row depends on the base model and the scoring settings (together the settings hash of
 :func:`sam4med.evaluation.runner.settings_hash`: weights, preprocessing, mask selection, S1 settings,
-prompt seed and sampling, input clipping, minimum object area) and on the image with its objects. So
-the rows of one image under one strategy are stored under both:
+prompt seed and sampling, input clipping, minimum object area, and for the iterative clicks ``I`` the
+``evaluation.interactive`` settings) and on the image with its objects. So the rows of one image under
+one strategy are stored under both:
 
     <directory>/<settings hash>/<fingerprint[:2]>/<fingerprint>-<strategy>.json
 
@@ -18,6 +19,9 @@ matches, of another format or of another image) is logged once and scored again.
 the prompt and metric rule versions its rows were made under (:mod:`sam4med.evaluation.rules`): a file of
 other versions, or of none (written before versions were recorded), is never reused but scored again and
 rewritten; :attr:`ZeroShotStore.outdated` counts them, and the runner logs the count once per phase.
+A file of strategy ``I`` holds the rows ``I@1`` ... ``I@<clicks>`` of every object and, under the same
+checksum, the clicks placed (``clicks``: one :class:`~sam4med.evaluation.interactive.ClickRecord` per
+object), so a run that reads them still logs the clicks its rows were made with.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sam4med.data.dataset import ImageItem
@@ -47,6 +51,19 @@ def fingerprint(item: ImageItem) -> str:
     digest.update(f"{item.masks.shape}".encode())
     digest.update(item.masks.tobytes())
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredRows:
+    """What a store file holds: the rows (relabelled with the asking phase) and, for ``I``, the clicks.
+
+    Attributes:
+        rows: the rows of every object of the image under the strategy.
+        clicks: the click records (``ClickRecord.to_dict``) of strategy ``I``, one per object; None for others.
+    """
+
+    rows: list[ObjectResult]
+    clicks: list[dict] | None = None
 
 
 class ZeroShotStore:
@@ -75,6 +92,25 @@ class ZeroShotStore:
 
     def get(self, settings: str, item: ImageItem, strategy: str, phase: Phase) -> list[ObjectResult] | None:
         """The stored rows, relabelled ``phase``; None when there are none (or they cannot be used)."""
+        stored = self.load(settings, item, strategy, phase)
+        return None if stored is None else stored.rows
+
+    def load(
+        self,
+        settings: str,
+        item: ImageItem,
+        strategy: str,
+        phase: Phase,
+        *,
+        rows: Sequence[str] | None = None,
+        clicks: bool = False,
+    ) -> StoredRows | None:
+        """The stored rows (relabelled ``phase``) and clicks; None when there are none (or they cannot be used).
+
+        ``rows``: the strategies the rows must carry, each once per object (None: ``strategy`` itself; ``I``:
+        ``I@1`` ... ``I@<clicks>``); ``clicks``: the file must hold one click record per object.
+        """
+        expected_strategies = sorted(rows or (strategy,))
         path = self._path(settings, item, strategy)
         if not path.is_file():
             self.misses += 1
@@ -86,31 +122,53 @@ class ZeroShotStore:
                 self.outdated += 1
                 self.misses += 1
                 return None
-            if not isinstance(stored, dict) or set(stored) != {"rows", "sha256", *RULES}:
+            if not isinstance(stored, dict) or set(stored) - {"clicks"} != {"rows", "sha256", *RULES}:
                 raise ValueError("not a checksummed list of result rows (an older format?)")
-            data = stored["rows"]
+            data, records = stored["rows"], stored.get("clicks")
             if not isinstance(data, list) or any(not isinstance(row, dict) or set(row) != set(COLUMNS) for row in data):
                 raise ValueError("not a list of result rows")
-            if _checksum(data) != stored["sha256"]:
+            if _checksum(data, records) != stored["sha256"]:
                 raise ValueError("checksum mismatch: the rows were changed after they were written")
-            rows = [ObjectResult(**{**row, "phase": phase}) for row in data]
+            found = [ObjectResult(**{**row, "phase": phase}) for row in data]
             expected = sorted(o.key for o in item.objects)
-            if sorted(r.object_key for r in rows) != expected or any(r.strategy != strategy for r in rows):
+            keys = sorted(r.object_key for r in found)
+            if keys != sorted(expected * len(expected_strategies)) or sorted({r.strategy for r in found}) != (
+                expected_strategies
+            ):
                 raise ValueError("rows of other objects or another strategy")
+            if clicks and (
+                not isinstance(records, list)
+                or sorted(r.get("object_key") if isinstance(r, dict) else None for r in records) != expected
+            ):
+                raise ValueError("no click record for every object")
         except (OSError, ValueError, TypeError, AttributeError) as error:
             log.warning("%s: stored zero-shot rows unusable (%s); scoring again", path, error)
             self.misses += 1
             return None
         self.hits += 1
-        return rows
+        return StoredRows(found, records if clicks else None)
 
-    def put(self, settings: str, item: ImageItem, strategy: str, rows: Sequence[ObjectResult]) -> None:
-        """Store the rows of one image under one strategy."""
+    def put(
+        self,
+        settings: str,
+        item: ImageItem,
+        strategy: str,
+        rows: Sequence[ObjectResult],
+        *,
+        clicks: list[dict] | None = None,
+    ) -> None:
+        """Store the rows of one image under one strategy (and, for ``I``, the click records of its objects)."""
         path = self._path(settings, item, strategy)
         data = [asdict(r) for r in rows]
-        write_text(path, json.dumps({**RULES, "rows": data, "sha256": _checksum(data)}), unique_tmp=True)
+        extra = {} if clicks is None else {"clicks": clicks}
+        write_text(
+            path, json.dumps({**RULES, "rows": data, **extra, "sha256": _checksum(data, clicks)}), unique_tmp=True
+        )
 
 
-def _checksum(rows: list[dict]) -> str:
-    """SHA-256 of rows in a canonical JSON form (what :meth:`ZeroShotStore.put` records beside them)."""
-    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+def _checksum(rows: list[dict], clicks: list[dict] | None = None) -> str:
+    """SHA-256 of rows (and click records, where given) in a canonical JSON form (what
+    :meth:`ZeroShotStore.put` records beside them).
+    """
+    content = rows if clicks is None else {"rows": rows, "clicks": clicks}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()

@@ -153,6 +153,7 @@ class SamModel(nn.Module):
         boxes: torch.Tensor | None,
         multimask_output: bool,
         shared_work: bool = False,
+        mask_input: torch.Tensor | None = None,
     ) -> DecoderOutput:
         """Decode N prompts on one image in one call.
 
@@ -163,7 +164,10 @@ class SamModel(nn.Module):
             boxes: N x 4 XYXY boxes in model-input pixels, or None.
             multimask_output: return SAM's three multimask outputs instead of the single mask.
             shared_work: decode with :mod:`sam4med.models.shared_decoder` (the work all prompts of the
-                image share done once; equal to segment_anything's decoder up to float rounding).
+                image share done once; equal to segment_anything's decoder up to float rounding); not with
+                ``mask_input``, whose dense embedding differs per prompt.
+            mask_input: N x 1 x 4h x 4w low-resolution logits of earlier predictions, SAM's mask prompt
+                (``SamPredictor.predict(mask_input=...)``), or None.
         """
         if image_embedding.dim() == 3:
             image_embedding = image_embedding[None]
@@ -171,8 +175,9 @@ class SamModel(nn.Module):
         if point_coords is not None:
             points = (point_coords.to(self.device, torch.float32), point_labels.to(self.device, torch.int))
         box_tensor = boxes.to(self.device, torch.float32) if boxes is not None else None
-        sparse, dense = self.prompt_encoder(points=points, boxes=box_tensor, masks=None)
-        if shared_work:  # without a mask prompt every prompt's dense embedding is the same: pass one
+        masks = mask_input.to(self.device, torch.float32) if mask_input is not None else None
+        sparse, dense = self.prompt_encoder(points=points, boxes=box_tensor, masks=masks)
+        if shared_work and masks is None:  # without a mask prompt every prompt's dense embedding is the same: pass one
             image_pe = self.prompt_encoder.get_dense_pe()
             logits, iou = shared_decoder.decode(
                 self.mask_decoder, image_embedding.to(self.device), image_pe, dense[:1], sparse

@@ -34,6 +34,10 @@ again from the start, so the count is always exact. A negative region without ba
 to the whole image's background; an object covering the whole image has no background, and asking it
 for negatives is an error. The randomness of a point set comes from a seed derived from (run seed,
 object) only, so every strategy of an object sees the same points.
+
+The prompt modes ``M1``-``M5`` of Mazurowski et al. (points and boxes per connected region of the object)
+follow their own rules, in :mod:`sam4med.prompts.modes`; :func:`make_prompt` makes them too, with the
+same seed per (run seed, object).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import numpy as np
 from scipy import ndimage
 
 from sam4med.errors import ConfigError
+from sam4med.prompts.modes import MODES, farthest_point, regions
 from sam4med.prompts.prompt import Prompt
 
 
@@ -208,16 +213,42 @@ def point_set(mask: np.ndarray, *, seed: int, object_key: str, sampling: str = "
     return PointSet(pos, neg, own_seed)
 
 
+def mode_prompt(mask: np.ndarray, strategy: str, *, seed: int, object_key: str) -> Prompt:
+    """The prompt of mode ``strategy`` (``M1`` ... ``M5``, see :mod:`sam4med.prompts.modes`) for ``mask``
+    (H x W bool, not empty).
+
+    Its seed is :func:`prompt_seed` of (run seed, object), as for S2-S6; it breaks ties between points at
+    the same distance from the boundary, one draw per region in region order, so M1's point is M2's first.
+    Boxes are :func:`tight_box` of a region (M3, M4) or of the whole object (M5, S5's box); M4's are
+    ``boxes``, decoded one by one.
+    """
+    rule = MODES[strategy]
+    own_seed = prompt_seed(seed, object_key)
+    if rule.regions == "whole":
+        return Prompt(strategy=strategy, box=tight_box(mask), seed=own_seed)
+    parts = regions(mask)[: 1 if rule.regions == "largest" else None]
+    if rule.prompt == "point":
+        rng = np.random.default_rng(own_seed)
+        points = tuple(farthest_point(region, rng) for region in parts)
+        return Prompt(strategy=strategy, point_coords=points, point_labels=(1,) * len(points), seed=own_seed)
+    if rule.regions == "largest":
+        return Prompt(strategy=strategy, box=tight_box(parts[0]), seed=own_seed)
+    return Prompt(strategy=strategy, boxes=tuple(tight_box(region) for region in parts), seed=own_seed)
+
+
 def make_prompt(mask: np.ndarray, strategy: str, *, seed: int, object_key: str, sampling: str = "random") -> Prompt:
     """The prompt of ``strategy`` for the object whose ground truth is ``mask`` (H x W bool).
 
-    Every strategy of one (object, seed, sampling) takes its points from the same :func:`point_set`.
+    Every strategy S2-S6 of one (object, seed, sampling) takes its points from the same :func:`point_set`;
+    the modes M1-M5 are made by :func:`mode_prompt` (``sampling`` does not apply to them).
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown prompt strategy '{strategy}', expected one of {sorted(STRATEGIES)}")
+    if strategy not in STRATEGIES and strategy not in MODES:
+        raise ValueError(f"unknown prompt strategy '{strategy}', expected one of {[*sorted(STRATEGIES), *MODES]}")
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         raise ValueError(f"object {object_key}: empty mask, no prompt possible")
+    if strategy in MODES:
+        return mode_prompt(mask, strategy, seed=seed, object_key=object_key)
     rule = STRATEGIES[strategy]
     points = point_set(mask, seed=seed, object_key=object_key, sampling=sampling)
     pos = points.positives[: rule.positives]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +50,7 @@ def outside(prompt: Prompt, shape: tuple[int, int]) -> str | None:
     for x, y in prompt.point_coords:
         if not (0 <= x <= width - 1 and 0 <= y <= height - 1):
             return f"point ({x:g}, {y:g})"
-    if prompt.box is not None:
-        x0, y0, x1, y1 = prompt.box
+    for x0, y0, x1, y1 in prompt.all_boxes:
         if not (0 <= x0 <= x1 <= width - 1 and 0 <= y0 <= y1 <= height - 1):
             return f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g})"
     return None
@@ -175,8 +175,10 @@ class PromptStore:
     def __len__(self) -> int:
         return len(self._prompts)
 
-    def get(self, mask: np.ndarray, strategy: str, object_key: str) -> Prompt:
-        """The stored prompt for (strategy, object) drawn from this ``mask`` (H x W bool), made the first time."""
+    def get(self, mask: np.ndarray, strategy: str, object_key: str, make: Callable[[], Prompt] | None = None) -> Prompt:
+        """The stored prompt for (strategy, object) drawn from this ``mask`` (H x W bool), made the first time
+        (by ``make`` where given: a strategy whose rule lives elsewhere, e.g. the start prompt of ``I``).
+        """
         key = f"{strategy}|{object_key}"
         digest = mask_hash(mask)
         stored = self._prompts.get(key)
@@ -187,7 +189,11 @@ class PromptStore:
                     "dataset or other strategies (leave prompts.file out to draw new prompts)"
                 )
             try:
-                made = make_prompt(mask, strategy, seed=self.seed, object_key=object_key, sampling=self.sampling)
+                made = (
+                    make()
+                    if make
+                    else make_prompt(mask, strategy, seed=self.seed, object_key=object_key, sampling=self.sampling)
+                )
             except ValueError as exc:  # e.g. an object covering the whole image has no background point
                 detail = str(exc).removeprefix(f"object {object_key}: ")
                 raise DataError(f"object {object_key}: no {strategy} prompt can be drawn ({detail})") from exc

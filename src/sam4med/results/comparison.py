@@ -7,7 +7,7 @@ import pandas as pd
 from sam4med.evaluation.rows import Phase
 from sam4med.results.frame import means_per_target, overall
 from sam4med.results.statistics import STAT_COLUMNS, StatisticsSettings, pair, paired_delta, sign_test
-from sam4med.results.tables import strategy_order
+from sam4med.results.tables import sort_by_strategy, strategy_order
 
 ALL_TARGETS = "all targets"
 
@@ -74,6 +74,5 @@ def improvement(comp: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["strategy", "improved", "targets"])
     comp = comp[comp.target != ALL_TARGETS]
     grouped = comp.groupby("strategy")["dice_delta"]
-    return pd.DataFrame(
-        {"improved": grouped.apply(lambda d: int((d > 0).sum())), "targets": grouped.size()}
-    ).reset_index()
+    counts = pd.DataFrame({"improved": grouped.apply(lambda d: int((d > 0).sum())), "targets": grouped.size()})
+    return sort_by_strategy(counts.reset_index(), ["strategy"])

@@ -9,8 +9,12 @@ Every figure orders phases zero-shot -> fine-tuned and gives each phase one fixe
 * :func:`before_after`: mean Dice per target before and after fine-tuning.
 * :func:`dice_change`: the Dice change per target and over all targets, with the comparison's 95 % CI
   (Fig. 18; the caption names the bootstrap method and the unit resampled, :func:`ci_caption`).
+* :func:`dice_vs_clicks`: mean Dice versus the number of clicks per phase with 95 % interval bands (the
+  click curves of Mazurowski et al., Fig. 5), drawn only when the frame has iterative-click rows ``I@k``.
 
-:func:`run_figures` makes all that apply to a frame; :func:`save_figure` writes one as PNG and SVG.
+:func:`run_figures` makes all that apply to a frame; :func:`save_figure` writes one as PNG and SVG. The
+other figures show the iterative clicks at their last click ``I@K`` only (:func:`~sam4med.results.clicks.final_click`):
+the per-click detail is the click figure's.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from sam4med import files  # noqa: E402
 from sam4med.evaluation.rows import PHASE_LABELS, Phase  # noqa: E402
+from sam4med.results.clicks import click_means, final_click  # noqa: E402
 from sam4med.results.comparison import ALL_TARGETS  # noqa: E402
-from sam4med.results.statistics import TOO_SMALL, format_p, small_n  # noqa: E402
+from sam4med.results.noc import max_clicks  # noqa: E402
+from sam4med.results.statistics import TOO_SMALL, StatisticsSettings, format_p, small_n  # noqa: E402
 from sam4med.results.tables import strategy_order  # noqa: E402
 
 PHASE_ORDER = tuple(Phase)
@@ -267,19 +273,21 @@ def _stat_line(strategy: str, rows: pd.DataFrame) -> str:
     return f"{strategy}: " + ", ".join(parts)
 
 
-def ci_caption(comp: pd.DataFrame) -> str:
-    """What the error bars of :func:`dice_change` are: the interval, its method and the unit resampled."""
-    if not all(c in comp for c in CI_COLUMNS):
+def ci_caption(comp: pd.DataFrame, columns: tuple[str, str] = CI_COLUMNS, marks: str = "error bars") -> str:
+    """What the error bars of :func:`dice_change` (or the ``marks`` of another figure, drawn from the interval
+    ``columns``) are: the interval, its method and the unit resampled.
+    """
+    if not all(c in comp for c in columns):
         return ""
     if "unit" not in comp:  # a comparison of an older version
-        return " (error bars: 95 % bootstrap CI of the paired difference)"
-    shown = comp[np.isfinite(comp[CI_COLUMNS[0]].to_numpy(dtype=float))]
+        return f" ({marks}: 95 % bootstrap CI of the paired difference)"
+    shown = comp[np.isfinite(comp[columns[0]].to_numpy(dtype=float))]
     units = " or ".join(f"{u}s" for u in sorted(set(comp["unit"].dropna().astype(str))))
     if shown.empty:
-        return f" (no error bars: {TOO_SMALL}, fewer than 5 {units or 'units'})"
+        return f" (no {marks}: {TOO_SMALL}, fewer than 5 {units or 'units'})"
     methods = "/".join(sorted(set(shown["ci_method"].dropna().astype(str)) - {""}))
     missing = f"; none where {TOO_SMALL}" if len(shown) < len(comp) else ""
-    return f" (error bars: 95 % {methods} bootstrap CI, {units} resampled{missing})"
+    return f" ({marks}: 95 % {methods} bootstrap CI, {units} resampled{missing})"
 
 
 def dice_change(comp: pd.DataFrame) -> Figure:
@@ -323,19 +331,60 @@ def dice_change(comp: pd.DataFrame) -> Figure:
     return fig
 
 
-def run_figures(frame: pd.DataFrame, comp: pd.DataFrame | None = None) -> dict[str, Figure]:
-    """Every figure that applies to ``frame``, by file name; before/after ones only with both phases."""
+def dice_vs_clicks(clicks: pd.DataFrame) -> Figure:
+    """Mean Dice versus the number of clicks, one line per phase, the 95 % bootstrap interval over units as a
+    band (none where there are fewer than 5 units); ``clicks`` is ``clicks.csv``
+    (:func:`~sam4med.results.clicks.click_means`). The title names the bootstrap method and the unit.
+    """
+    names = phases(clicks)
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    for phase in names:
+        rows = clicks[clicks["phase"] == phase].sort_values("click")
+        x = rows["click"].to_numpy(dtype=int)
+        low, high = rows["dice_ci_low"].to_numpy(dtype=float), rows["dice_ci_high"].to_numpy(dtype=float)
+        finite = np.isfinite(low) & np.isfinite(high)
+        if finite.any():
+            ax.fill_between(x, low, high, where=finite, color=colour(phase), alpha=0.2, linewidth=0)
+        ax.plot(x, rows["dice"].to_numpy(dtype=float), marker="o", markersize=4, color=colour(phase))
+    last = int(clicks["click"].max())
+    ax.set_xticks(range(1, last + 1))
+    ax.set_xlim(0.7, last + 0.3)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("clicks")
+    ax.set_ylabel("mean Dice")
+    ax.grid(alpha=0.3)
+    caption = ci_caption(clicks, ("dice_ci_low", "dice_ci_high"), marks="bands")
+    fig.suptitle(f"Mean Dice versus clicks{caption}", fontsize=10, x=0.02, ha="left")
+    _finish(fig, names)
+    return fig
+
+
+def run_figures(
+    frame: pd.DataFrame,
+    comp: pd.DataFrame | None = None,
+    *,
+    clicks: pd.DataFrame | None = None,
+    statistics: StatisticsSettings | None = None,
+) -> dict[str, Figure]:
+    """Every figure that applies to ``frame``, by file name; before/after ones only with both phases.
+
+    The iterative clicks appear at their last click in every figure but :func:`dice_vs_clicks`, drawn when
+    ``frame`` has ``I@k`` rows from ``clicks`` (``clicks.csv``; None: computed with ``statistics``).
+    """
     if frame.empty:
         return {}
+    shown = final_click(frame)
     figures = {
-        "strategy_means": strategy_means(frame),
-        "dice_boxes": dice_boxes(frame),
-        "modality_means": modality_means(frame),
+        "strategy_means": strategy_means(shown),
+        "dice_boxes": dice_boxes(shown),
+        "modality_means": modality_means(shown),
     }
     if set(PHASE_ORDER) <= set(frame["phase"]):
-        figures["before_after"] = before_after(frame)
+        figures["before_after"] = before_after(shown)
         if comp is not None and "dice_delta" in comp:
-            figures["dice_change"] = dice_change(comp)
+            figures["dice_change"] = dice_change(comp[comp["strategy"].isin(set(shown["strategy"]))])
+    if max_clicks(frame):
+        figures["dice_vs_clicks"] = dice_vs_clicks(click_means(frame, statistics) if clicks is None else clicks)
     return figures
 
 

@@ -7,12 +7,14 @@ RUN``) from what a results folder already holds. What it does, in order:
 1. the tables (``metrics.csv``, ``summary.json``, the comparison, the paper's tables; see
    :func:`~sam4med.results.write.write_results`), the comparison computed once for all that follows, with
    the run's statistics settings (``conf/statistics``: the unit resampled and tested, see
-   :mod:`sam4med.results.statistics`);
+   :mod:`sam4med.results.statistics`); with iterative-click rows (``I@k``) the click tables too (NoC,
+   Dice per click, their comparison; :mod:`sam4med.results.clicks`), also computed once;
 2. the figures (:data:`sam4med.results.figures` ``run_figures``) and any an analysis adds, as PNG + SVG;
 3. the prediction overlays, decoded through the scoring session (only when an :class:`OverlaySource` is
    given: a redraw keeps those on disk);
-4. the loggers: phase means (``<phase>/<strategy>/<metric>``), ``delta/<strategy>/dice``, the comparison
-   table and every figure, the before/after charts, the final metrics (TensorBoard HParams, W&B summary);
+4. the loggers: phase means (``<phase>/<strategy>/<metric>``), ``delta/<strategy>/dice``, the NoC means
+   (``<phase>/I/noc85`` ...), the comparison table, the click tables (``clicks/<name>``) and every figure,
+   the before/after charts, the final metrics (TensorBoard HParams, W&B summary);
 5. ``report.html``;
 6. one summary table on the terminal.
 
@@ -36,11 +38,13 @@ from sam4med.evaluation.rows import Phase
 from sam4med.evaluation.session import EvaluationSession
 from sam4med.files import write_text
 from sam4med.models.sam_model import SamModel
+from sam4med.results.clicks import ClickTables, click_tables, final_click
 from sam4med.results.comparison import comparison, improvement
 from sam4med.results.figures import phases, run_figures, save_figure
 from sam4med.results.loggers import (
     delta_metrics,
     log_metrics,
+    noc_metrics,
     phase_metrics,
     publish_before_after_charts,
     publish_figure,
@@ -90,6 +94,7 @@ def finish(
     log_phases: bool = True,
     show: bool = True,
     statistics: StatisticsSettings | None = None,
+    clicks: ClickTables | None = None,
 ) -> pd.DataFrame:
     """Turn a run's results frame and description into everything a run leaves; returns the comparison.
 
@@ -109,19 +114,23 @@ def finish(
         log_phases: send the phase means to the loggers (the callback sends each as its phase ends).
         show: print the summary table.
         statistics: the comparison's unit, resamples and seed (``conf/statistics``; None: its
-            defaults). Unused when ``comp`` is given.
+            defaults). Unused for the comparison when ``comp`` is given, for the click tables when ``clicks``.
+        clicks: the iterative-click tables when already at hand (a redraw reads them); None computes them
+            (None again when ``frame`` has no ``I@k`` rows).
     """
     if comp is None:
         comp = comparison(frame, statistics=statistics) if len(frame) else pd.DataFrame()
+    if clicks is None:
+        clicks = click_tables(frame, statistics)
     if write_tables:
-        write_results(frame, folder, meta=dict(meta), comp=comp)
+        write_results(frame, folder, meta=dict(meta), comp=comp, clicks=clicks)
     extra_tables = dict(tables or {})
     for name, table in extra_tables.items():
         write_text(folder.table(name), table.to_csv(index=False))
         write_text(folder.table(name).with_suffix(".md"), markdown_table(table) + "\n")
     if frame.empty:
         return comp
-    drawn = {**run_figures(frame, comp), **(figures or {})}
+    drawn = {**run_figures(frame, comp, clicks=clicks.clicks if clicks else None), **(figures or {})}
     for name, fig in drawn.items():
         publish_figure(loggers, f"figures/{name}", fig, save_figure(fig, folder.figures, name), step)
         plt.close(fig)
@@ -136,7 +145,7 @@ def finish(
         )
         publish_overlays(loggers, shown, step)
         close_overlays(shown)
-    _publish(loggers, frame, comp, extra_tables, step, log_phases=log_phases)
+    _publish(loggers, frame, comp, extra_tables, step, log_phases=log_phases, clicks=clicks)
     write_report(folder, comp=comp, tables=extra_tables)
     if show:
         print_summary(frame, title=title, comp=comp)
@@ -151,6 +160,7 @@ def _publish(
     step: int,
     *,
     log_phases: bool,
+    clicks: ClickTables | None = None,
 ) -> None:
     """Metrics, tables and charts to the loggers (figures and overlays went as they were drawn)."""
     if not loggers:
@@ -160,11 +170,16 @@ def _publish(
         log_metrics(loggers, means, step)
     delta = delta_metrics(frame)
     log_metrics(loggers, delta, step)
+    noc = noc_metrics(clicks.noc_summary) if clicks is not None else {}
+    if noc:
+        log_metrics(loggers, noc, step)
     if set(Phase) <= set(frame["phase"]):
-        publish_before_after_charts(loggers, frame)
+        publish_before_after_charts(loggers, final_click(frame))
     publish_table(loggers, "comparison/table", comp, step)
     if "dice_delta" in comp:
         publish_table(loggers, "comparison/improved_targets", improvement(comp), step)
+    for name, table in (clicks.named if clicks is not None else {}).items():
+        publish_table(loggers, f"clicks/{name}", table, step)
     for name, table in tables.items():
         publish_table(loggers, f"tables/{name}", table, step)
-    publish_final_metrics(loggers, {**means, **delta}, step)
+    publish_final_metrics(loggers, {**means, **delta, **noc}, step)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from sam4med.evaluation.rows import COLUMNS, METRICS, ObjectResult
+from sam4med.results.tables import sort_by_strategy
 
 
 def to_frame(results: Iterable[ObjectResult]) -> pd.DataFrame:
@@ -30,11 +31,11 @@ def check_finite(frame: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> Non
 
 
 def means_per_target(frame: pd.DataFrame) -> pd.DataFrame:
-    """Means and instance counts per phase x strategy x target."""
+    """Means and instance counts per phase x strategy x target (strategies in ``strategy_order``)."""
     grouped = frame.groupby(["phase", "strategy", "target"], sort=True)
     summary = grouped[list(METRICS)].mean()
     summary["n"] = grouped.size()
-    return summary.reset_index()
+    return sort_by_strategy(summary.reset_index(), ["phase", "strategy", "target"])
 
 
 def overall(frame: pd.DataFrame) -> pd.DataFrame:
@@ -51,4 +52,4 @@ def overall(frame: pd.DataFrame) -> pd.DataFrame:
     hits = frame[~frame["empty"].astype(bool)].groupby(["phase", "strategy"], sort=True)
     table["hd_nonempty"] = hits["hd"].mean()
     table["hd95_nonempty"] = hits["hd95"].mean()
-    return table.reset_index()
+    return sort_by_strategy(table.reset_index(), ["phase", "strategy"])

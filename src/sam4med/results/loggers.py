@@ -1,8 +1,10 @@
 """Sending metrics, tables and figures to a run's loggers (CSV, TensorBoard, Weights & Biases).
 
 Metric names are the same in every logger: ``<phase>/<strategy>/<metric>`` (``zero_shot/S5/dice``,
-``finetuned/S5/hd_mm``) and ``delta/<strategy>/dice``; the distance carries its unit (``hd_mm`` when
-every object's pixel spacing is known, else ``hd_px``).
+``finetuned/S5/hd_mm``, ``zero_shot/I@3/dice`` after 3 iterative clicks) and ``delta/<strategy>/dice``;
+the distance carries its unit (``hd_mm`` when every object's pixel spacing is known, else ``hd_px``).
+The iterative clicks add ``<phase>/I/noc85`` (the mean NoC@85 over all objects) and ``<phase>/I/failed85``
+(its failure rate), and the same for 80 and 90.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from matplotlib.figure import Figure
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 
 from sam4med.evaluation.rows import Phase
+from sam4med.results.comparison import ALL_TARGETS
 from sam4med.results.figures import distance
 from sam4med.results.tables import markdown_table, strategy_order
 
@@ -42,6 +45,13 @@ def delta_metrics(frame: pd.DataFrame, before: str = Phase.ZERO_SHOT, after: str
         if metric in ("dice", "iou") and f"{before}/{strategy}/{metric}" in first:
             out[f"delta/{strategy}/{metric}"] = value - first[f"{before}/{strategy}/{metric}"]
     return out
+
+
+def noc_metrics(summary: pd.DataFrame) -> dict[str, float]:
+    """From ``noc_summary`` (its ``all targets`` rows): ``<phase>/I/noc<t>`` and ``<phase>/I/failed<t>``."""
+    totals = summary[summary["target"] == ALL_TARGETS] if len(summary) else summary
+    columns = [c for c in summary.columns if c.startswith(("noc", "failed"))]
+    return {f"{row['phase']}/I/{c}": float(row[c]) for row in totals.to_dict(orient="records") for c in columns}
 
 
 def log_metrics(loggers: Sequence[Logger], metrics: Mapping[str, float], step: int) -> None:

@@ -134,8 +134,8 @@ def _crop(gt: np.ndarray, prompt: Prompt, shape: tuple[int, int]) -> tuple[slice
     if len(ys) == 0:
         return slice(0, shape[0]), slice(0, shape[1])
     y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
-    if prompt.box is not None:
-        x0, y0, x1, y1 = min(x0, prompt.box[0]), min(y0, prompt.box[1]), max(x1, prompt.box[2]), max(y1, prompt.box[3])
+    for box in prompt.all_boxes:  # one box, several (M4) or none
+        x0, y0, x1, y1 = min(x0, box[0]), min(y0, box[1]), max(x1, box[2]), max(y1, box[3])
     cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
     half = max(32.0, 1.5 * max(y1 - y0 + 1, x1 - x0 + 1))
     rows = slice(int(max(0, cy - half)), int(min(shape[0], cy + half + 1)))
@@ -157,8 +157,7 @@ def _draw_prompt(ax: plt.Axes, prompt: Prompt, dy: int, dx: int) -> None:
         pos, neg = pts[labels == 1], pts[labels == 0]
         ax.scatter(pos[:, 0] - dx, pos[:, 1] - dy, c="lime", marker="*", s=140, edgecolors="black", linewidths=0.8)
         ax.scatter(neg[:, 0] - dx, neg[:, 1] - dy, c="red", marker="X", s=90, edgecolors="white", linewidths=0.8)
-    if prompt.box is not None:
-        x0, y0, x1, y1 = prompt.box
+    for x0, y0, x1, y1 in prompt.all_boxes:  # one box, several (M4) or none
         ax.add_patch(
             plt.Rectangle(
                 (x0 - dx - 0.5, y0 - dy - 0.5),

@@ -20,8 +20,11 @@ import pandas as pd
 
 from sam4med.evaluation.rows import Phase
 from sam4med.files import write_text
+from sam4med.results.clicks import read_click_tables
 from sam4med.results.comparison import comparison
+from sam4med.results.statistics import notes as statistics_notes
 from sam4med.results.terminal import formatted_summary, headline, summary_notes, summary_table
+from sam4med.results.write import CLICK_NOTE, click_comparison_title, click_headings, comparison_markdown
 from sam4med.run_files import ResultsFolder
 
 FIGURE_TITLES = {
@@ -30,6 +33,7 @@ FIGURE_TITLES = {
     "modality_means": "Mean Dice per modality under S5 (Fig. 10)",
     "dice_change": "Dice change per target and over all targets, 95 % bootstrap CI over units (Fig. 18)",
     "before_after": "Mean Dice per target before and after fine-tuning",
+    "dice_vs_clicks": "Mean Dice versus clicks per phase (iterative clicks), 95 % bootstrap CI bands over units",
 }
 STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222}"
@@ -117,7 +121,9 @@ def write_report(
     ``comp`` is the run's comparison when already computed; ``tables`` are further tables (by heading) an
     analysis adds below the summary. The summary is printed as on the terminal (the interval beside the
     change, ``n too small`` and ``†`` marks, see :func:`~sam4med.results.terminal.formatted_summary`),
-    with its notes (the unit, the small-n legend) below it.
+    with its notes (the unit, the small-n legend) below it. With iterative clicks the NoC and Dice
+    comparison (``noc_comparison.csv``, as in ``comparison.md``), the NoC per target and the means per click
+    follow the summary.
     """
     frame = pd.read_csv(folder.metrics, dtype={"source": str})
     if comp is None and frame.size and set(Phase) <= set(frame["phase"]):
@@ -128,6 +134,14 @@ def write_report(
     overlays = [(p.stem.removeprefix("overlay_").replace("_", " "), p) for p in sorted(folder.overlays.glob("*.png"))]
     heading = "Mean per strategy over all object instances"
     shown = {heading: formatted_summary(summary_table(frame, comp))} if frame.size else {}
+    page_notes = {heading: summary_notes(frame, comp)} if frame.size else {}
+    clicks = read_click_tables(folder) if frame.size else None
+    if clicks is not None:
+        if not clicks.comparison.empty:
+            title = click_comparison_title(clicks.comparison)
+            shown[title] = comparison_markdown(clicks.comparison, delta="delta")
+            page_notes[title] = [CLICK_NOTE, *statistics_notes(frame, clicks.comparison)]
+        shown.update(click_headings(clicks))
     page = render(
         title=str(meta.get("title", "Results")),
         intro=f"Headline: {name} = {value:.4f}. Run folder: {folder.run.path.resolve()}" if frame.size else "",
@@ -136,7 +150,7 @@ def write_report(
         overlays=overlays,
         settings=meta,
         config=config.read_text() if config.is_file() else "",
-        notes={heading: summary_notes(frame, comp)} if frame.size else None,
+        notes=page_notes or None,
     )
     write_text(folder.report, page)
     return folder.report

@@ -23,6 +23,8 @@ prompt-generation seed), nor are the slices of one volume or patient; so the sta
   when 2^n does not exceed ``resamples``). When every unit's difference is zero both p-values are 1.
 * **Small n**: with fewer than :data:`MIN_UNITS` units there is no interval and no p-value (NaN, printed
   "n too small"); with :data:`MIN_UNITS` to ``FEW_UNITS - 1`` they are given and flagged (:func:`small_n`).
+* **One side's mean** (:func:`mean_interval`, e.g. the mean Dice after ``k`` clicks): the same units,
+  bootstrap and small-n rule, on the objects' values instead of their differences.
 * **Sign test of "targets improved"** (``scipy.stats.binomtest``, two-sided, p = 0.5): of the targets
   whose mean Dice changed, how many rose. Targets whose mean did not change are left out.
 
@@ -228,7 +230,8 @@ def pair(frame: pd.DataFrame, before: str, after: str, *, side: str = "phase", m
 
 
 def resolve_unit(pairs: pd.DataFrame, unit: str = Unit.AUTO) -> Unit:
-    """The unit of one comparison's pairs (from :func:`pair`): ``unit`` itself, or what ``auto`` means here.
+    """The unit of one comparison's pairs (from :func:`pair`; or any rows with ``image_id`` and ``source``,
+    one per object): ``unit`` itself, or what ``auto`` means here.
 
     ``auto`` is ``source`` when every object has a source, there are at least 2 sources and one holds
     more than one image; otherwise ``image``. ``source`` on pairs without a source is a ``ConfigError``.
@@ -301,6 +304,13 @@ def unit_tests(unit_deltas: np.ndarray, settings: StatisticsSettings) -> tuple[f
     return p_wilcoxon, float(p_permutation)
 
 
+def _unit_sums(rows: pd.DataFrame, values: np.ndarray, unit: Unit) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit of ``rows`` (its source or image): the sum of ``values`` and the number of objects."""
+    labels = sources(rows) if unit == Unit.SOURCE else rows["image_id"].astype(str)
+    per_unit = pd.DataFrame({"unit": labels.to_numpy(), "value": values}).groupby("unit")["value"]
+    return per_unit.sum().to_numpy(), per_unit.size().to_numpy().astype(np.float64)
+
+
 def paired_delta(pairs: pd.DataFrame, settings: StatisticsSettings | None = None) -> PairedDelta:
     """Change, bootstrap interval and unit-level p-values over ``pairs`` (from :func:`pair`, one strategy)."""
     settings = settings or StatisticsSettings()
@@ -309,9 +319,7 @@ def paired_delta(pairs: pd.DataFrame, settings: StatisticsSettings | None = None
     unit = resolve_unit(pairs, settings.unit)
     if len(diff) == 0:
         return PairedDelta(nan, nan, nan, "", nan, nan, 0, 0, str(unit), 0)
-    labels = sources(pairs) if unit == Unit.SOURCE else pairs["image_id"].astype(str)
-    per_unit = pd.DataFrame({"unit": labels.to_numpy(), "diff": diff}).groupby("unit")["diff"]
-    sums, counts = per_unit.sum().to_numpy(), per_unit.size().to_numpy().astype(np.float64)
+    sums, counts = _unit_sums(pairs, diff, unit)
     n_units, images = len(sums), int(pairs["image_id"].nunique())
     delta = float(diff.mean())
     if n_units < MIN_UNITS:
@@ -319,6 +327,49 @@ def paired_delta(pairs: pd.DataFrame, settings: StatisticsSettings | None = None
     low, high, method = _interval(sums, counts, settings)
     p_wilcoxon, p_permutation = unit_tests(sums / counts, settings)
     return PairedDelta(delta, low, high, method, p_wilcoxon, p_permutation, len(diff), images, str(unit), n_units)
+
+
+@dataclass(frozen=True)
+class MeanInterval:
+    """The mean of one metric over a set of objects (one side, not a change) and its bootstrap interval.
+
+    Attributes:
+        mean: the mean over the objects (each object weighs the same).
+        ci_low: lower end of the 95 % bootstrap interval of ``mean`` (units resampled); NaN with fewer than
+            :data:`MIN_UNITS` units.
+        ci_high: upper end.
+        ci_method: :data:`BCA` or :data:`PERCENTILE` ("" without an interval).
+        objects: number of objects.
+        unit: the resolved unit, ``source`` or ``image``.
+        n_units: number of units.
+    """
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    ci_method: str
+    objects: int
+    unit: str
+    n_units: int
+
+
+def mean_interval(rows: pd.DataFrame, metric: str, settings: StatisticsSettings | None = None) -> MeanInterval:
+    """Mean of ``metric`` over ``rows`` (one row per object, with ``image_id`` and ``source``) and its 95 %
+    bootstrap interval over units: the unit, the resampling (the statistic is the sum over the drawn units
+    over their object count), BCa-else-percentile and the small-n rule of :func:`paired_delta`.
+    """
+    settings = settings or StatisticsSettings()
+    nan = float("nan")
+    values = rows[metric].to_numpy(dtype=np.float64)
+    unit = resolve_unit(rows, settings.unit)
+    if len(values) == 0:
+        return MeanInterval(nan, nan, nan, "", 0, str(unit), 0)
+    sums, counts = _unit_sums(rows, values, unit)
+    mean = float(values.mean())
+    if len(sums) < MIN_UNITS:
+        return MeanInterval(mean, nan, nan, "", len(values), str(unit), len(sums))
+    low, high, method = _interval(sums, counts, settings)
+    return MeanInterval(mean, low, high, method, len(values), str(unit), len(sums))
 
 
 def sign_test(target_deltas: pd.Series) -> float:

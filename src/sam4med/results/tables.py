@@ -17,6 +17,8 @@ import math
 import pandas as pd
 
 STRATEGY_ORDER = ("S1", "S2", "S3", "S4", "S5", "S6")
+MODE_ORDER = ("M1", "M2", "M3", "M4", "M5")  # Mazurowski et al.'s five prompt modes
+CLICK_PREFIX = "I@"  # iterative clicks: strategy ``I@k`` holds the rows scored after k clicks
 REPORTED = ("dice", "iou", "hd", "hd95", "hd_px", "hd95_px")
 
 
@@ -42,10 +44,33 @@ def check_complete(frame: pd.DataFrame, metrics: tuple[str, ...] = REPORTED) -> 
             raise ValueError(f"metric '{metric}' is missing for {int(frame[metric].isna().sum())} rows, e.g. {bad}")
 
 
+def click_count(strategy: str) -> int | None:
+    """The click count ``k`` of an iterative-click strategy ``I@k`` (``I@10`` -> 10); None for any other."""
+    text = str(strategy)
+    count = text.removeprefix(CLICK_PREFIX)
+    return int(count) if text.startswith(CLICK_PREFIX) and count.isdigit() else None
+
+
+def click_strategy(k: int) -> str:
+    """The strategy name of the rows scored after ``k`` clicks: ``I@k``."""
+    return f"{CLICK_PREFIX}{k}"
+
+
 def strategy_order(frame: pd.DataFrame) -> list[str]:
-    """The strategies present in ``frame``: S1 ... S6 first, in order, then any other, sorted."""
+    """The strategies present in ``frame``: S1 ... S6, then M1 ... M5, then any other (sorted), then the
+    iterative clicks ``I@1`` ... ``I@K`` by click count (``I@10`` after ``I@9``).
+    """
     present = set(frame["strategy"])
-    return [s for s in STRATEGY_ORDER if s in present] + sorted(present - set(STRATEGY_ORDER))
+    fixed = [s for s in (*STRATEGY_ORDER, *MODE_ORDER) if s in present]
+    clicks = sorted((s for s in present if click_count(s) is not None), key=click_count)
+    return fixed + sorted(present - set(fixed) - set(clicks)) + clicks
+
+
+def sort_by_strategy(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``table`` sorted by ``keys`` (stable), its ``strategy`` column in :func:`strategy_order`."""
+    order = {s: k for k, s in enumerate(strategy_order(table))}
+    ordered = table.sort_values(keys, key=lambda c: c.map(order) if c.name == "strategy" else c, kind="stable")
+    return ordered.reset_index(drop=True)
 
 
 def target_table(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -66,9 +91,7 @@ def _mean_std(frame: pd.DataFrame, keys: list[str], metrics: tuple[str, ...]) ->
     for metric in metrics:
         out[f"{metric}_mean"] = grouped[metric].mean()
         out[f"{metric}_std"] = grouped[metric].std(ddof=0)
-    out = out.reset_index()
-    order = {s: k for k, s in enumerate(strategy_order(frame))}
-    return out.sort_values(keys, key=lambda c: c.map(order) if c.name == "strategy" else c).reset_index(drop=True)
+    return sort_by_strategy(out.reset_index(), keys)
 
 
 def modality_table(frame: pd.DataFrame, metrics: tuple[str, ...] = ("dice", "hd_px")) -> pd.DataFrame:

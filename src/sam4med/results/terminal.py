@@ -1,4 +1,9 @@
-"""The terminal's part of a run's results: one summary table, then the results folder and the headline metric."""
+"""The terminal's part of a run's results: one summary table, then the results folder and the headline metric.
+
+Iterative clicks keep the console compact: one line, the last click ``I@K`` (every other strategy, S1-S6
+and the modes M1-M5, has its own line), and below the table one note with NoC@85 per phase and its failure
+rate; the per-click table is ``clicks.csv``, the NoC per object ``noc.csv``.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from sam4med.evaluation.rows import Phase
+from sam4med.results.clicks import final_click
 from sam4med.results.comparison import ALL_TARGETS, comparison, improvement
 from sam4med.results.figures import distance, label, phases
+from sam4med.results.noc import max_clicks, noc_summary, noc_table
 from sam4med.results.statistics import TOO_SMALL, format_change, format_p, notes
 from sam4med.results.tables import strategy_order
 from sam4med.run_files import ResultsFolder
@@ -29,7 +36,9 @@ def summary_table(frame: pd.DataFrame, comp: pd.DataFrame | None = None) -> pd.D
     the sign test's p-value (``comp``: the comparison when already computed). A comparison of an older
     version, without ``n_units``, leaves those two columns out. Column names carry the phase and the
     distance unit (``dice zero-shot``, ``hd_mm fine-tuned`` ...). :func:`formatted_summary` prints it.
+    Iterative clicks are one row, their last click ``I@K``.
     """
+    frame = final_click(frame)
     names = phases(frame)
     column, hd_name = distance(frame)
     order = strategy_order(frame)
@@ -110,10 +119,30 @@ def formatted_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_notes(frame: pd.DataFrame, comp: pd.DataFrame | None) -> list[str]:
-    """The lines printed under the summary table (see :func:`~sam4med.results.statistics.notes`)."""
-    if comp is None or "n_units" not in comp or "target" not in comp:
+    """The lines printed under the summary table (see :func:`~sam4med.results.statistics.notes`), then the
+    NoC line of the iterative clicks (:func:`noc_line`).
+    """
+    lines = []
+    if comp is not None and "n_units" in comp and "target" in comp:
+        lines = notes(frame, comp[comp["target"] == ALL_TARGETS])
+    return lines + noc_line(frame)
+
+
+def noc_line(frame: pd.DataFrame, threshold: int = 85) -> list[str]:
+    """With ``I@k`` rows, one line: the mean NoC@85 over all objects per phase with the share not reached."""
+    clicks = max_clicks(frame)
+    if clicks == 0:
         return []
-    return notes(frame, comp[comp["target"] == ALL_TARGETS])
+    totals = noc_summary(noc_table(frame))
+    totals = totals[totals["target"] == ALL_TARGETS].to_dict(orient="records")
+    parts = [
+        f"{label(row['phase'])} {row[f'noc{threshold}']:.2f} (not reached {row[f'failed{threshold}']:.0%})"
+        for row in totals
+    ]
+    return [
+        f"I@{clicks}: the last of {clicks} iterative clicks. NoC@{threshold} (clicks to IoU >= 0.{threshold}, lower is "
+        f"better, {clicks + 1} when not reached): {', '.join(parts)}. Per click: clicks.csv; per object: noc.csv."
+    ]
 
 
 def print_summary(frame: pd.DataFrame, *, title: str, comp: pd.DataFrame | None = None) -> None:
