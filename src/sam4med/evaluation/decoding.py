@@ -39,11 +39,13 @@ def decode_in_calls(
     multimask_output: bool,
     per_call: int | None = None,
     shared_work: bool = False,
+    mask_input: torch.Tensor | None = None,
 ) -> DecoderOutput:
     """:meth:`SamModel.decode` of N prompts in calls of ``per_call`` prompts (None: :func:`prompts_per_call`).
 
     Arguments are those of :meth:`SamModel.decode` (points N x P x 2 XY and boxes N x 4 XYXY, in
-    model-input pixels, and ``shared_work``); the outputs (N x M x h x w logits, N x M predicted IoU) are
+    model-input pixels, ``shared_work``, and ``mask_input``: N x 1 x h x w low-resolution logits given as
+    SAM's mask prompt, or None); the outputs (N x M x h x w logits, N x M predicted IoU) are
     concatenated in prompt order.
     """
     n = len(point_coords) if point_coords is not None else len(boxes)
@@ -59,6 +61,7 @@ def decode_in_calls(
             boxes=boxes[part] if boxes is not None else None,
             multimask_output=multimask_output,
             shared_work=shared_work,
+            mask_input=mask_input[part] if mask_input is not None else None,
         )
         logits.append(out.low_res_logits.float())  # float32 also under bf16 autocast
         ious.append(out.iou_predictions.float())

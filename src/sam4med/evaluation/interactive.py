@@ -24,7 +24,8 @@ import torch
 
 from sam4med.compute import Compute
 from sam4med.errors import ConfigError
-from sam4med.evaluation.decoding import prompts_per_call
+from sam4med.evaluation.decoding import decode_in_calls
+from sam4med.evaluation.predict import prompts_to_tensors
 from sam4med.models.multimask import Multimask, choose
 from sam4med.models.sam_model import DecoderOutput, SamModel
 from sam4med.prompts.clicks import Click, next_click
@@ -180,32 +181,18 @@ def decode_prompts(
     ``mask_input``: N x 1 x h x w low-resolution logits given as SAM's mask prompt, or None. The outputs
     are float32 (also under bf16 autocast): N x M x h x w logits and N x M predicted IoU.
     """
-    pre = model.preprocessing
-    coords = labels = boxes = None
-    if prompts[0].point_coords:
-        raw = np.stack([p.points_array for p in prompts])
-        coords = torch.as_tensor(pre.coords_to_model(raw, original_size), dtype=torch.float32)
-        labels = torch.as_tensor(np.stack([p.labels_array for p in prompts]))
-    if prompts[0].box is not None:
-        raw_boxes = np.asarray([p.box for p in prompts], dtype=np.float64)
-        boxes = torch.as_tensor(pre.boxes_to_model(raw_boxes, original_size), dtype=torch.float32)
-    size = prompts_per_call(model.device, embedding, per_call)
-    embedding = embedding.to(model.device)
-    logits, ious = [], []
-    for begin in range(0, len(prompts), size):
-        part = slice(begin, begin + size)
-        out = model.decode(
-            embedding,
-            point_coords=coords[part] if coords is not None else None,
-            point_labels=labels[part] if labels is not None else None,
-            boxes=boxes[part] if boxes is not None else None,
-            multimask_output=multimask_output,
-            shared_work=shared_work,
-            mask_input=mask_input[part] if mask_input is not None else None,
-        )
-        logits.append(out.low_res_logits.float())
-        ious.append(out.iou_predictions.float())
-    return DecoderOutput(low_res_logits=torch.cat(logits), iou_predictions=torch.cat(ious))
+    coords, labels, boxes = prompts_to_tensors(prompts, model, original_size)
+    return decode_in_calls(
+        model,
+        embedding,
+        point_coords=coords,
+        point_labels=labels,
+        boxes=boxes,
+        multimask_output=multimask_output,
+        per_call=per_call,
+        shared_work=shared_work,
+        mask_input=mask_input,
+    )
 
 
 class ClickLoop:
