@@ -64,6 +64,11 @@ class ResultsFolder:
         """Every prompt used, so any later model is scored on identical prompts."""
         return self.path / "prompts.json"
 
+    @property
+    def robustness_prompts(self) -> Path:
+        """The robustness suite's shifted prompts (``sam4med.analysis.robustness``), so its rows can be reproduced."""
+        return self.path / "robustness_prompts.json"
+
     def evaluation_log(self, rank: int | None = None) -> Path:
         """Rows as they are scored (a resumed run reads them back); one per DDP rank when ``rank`` is given."""
         return self.path / ("evaluation_log.jsonl" if rank is None else f"evaluation_log.rank{rank}.jsonl")

@@ -9,6 +9,7 @@ ends.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -16,6 +17,8 @@ import torch
 import torch.distributed as dist
 from pytorch_lightning.callbacks import Callback
 
+from sam4med.analysis.registry import resolve
+from sam4med.analysis.suite import Analysis, AnalysisInput, run_analyses
 from sam4med.data.datamodule import CosmosDataModule
 from sam4med.evaluation.rows import ObjectResult, Phase
 from sam4med.evaluation.session import EvaluationSession
@@ -38,19 +41,34 @@ class BeforeAfterEvaluation(Callback):
     prediction overlays (per target, the typical, good and bad object drawn zero-shot and fine-tuned on
     the same prompt), and sends them to every logger of the trainer (see :mod:`sam4med.results.finish`).
     After the zero-shot phase the results folder already holds its tables, so a run stopped during
-    training keeps them.
+    training keeps them. The analysis suites named in ``analyses`` (:mod:`sam4med.analysis`) run after the
+    fine-tuned phase, on rank 0, over both phases (the zero-shot decoder kept at setup, the best one), and
+    their tables and figures join the run's.
 
     Args:
         settings: the run's evaluation settings (``conf/evaluation``, built once by the train job).
         run_dir: the run folder; results go to its ``results/`` (:class:`~sam4med.run_files.RunFolder`).
         statistics: the comparison's statistics settings (``conf/statistics``; None: its defaults).
+        analyses: names of suites to run with their defaults (``robustness``, ``grid``, ``timing``,
+            ``factors``).
+        configured_analyses: suites built from the run's ``analysis`` group (``train.py analysis=robustness
+            analysis.robustness.repeats=5``), run with their settings; given by the train job.
     """
 
     def __init__(
-        self, *, settings: EvaluationSettings, run_dir: str | Path, statistics: StatisticsSettings | None = None
+        self,
+        *,
+        settings: EvaluationSettings,
+        run_dir: str | Path,
+        statistics: StatisticsSettings | None = None,
+        analyses: Sequence[str] = (),
+        configured_analyses: Mapping[str, Analysis] | None = None,
     ) -> None:
         self.settings = settings
         self.statistics = statistics
+        self.analyses = resolve(analyses, configured_analyses)  # an unknown name fails before training
+        for suite in self.analyses:
+            suite.check(settings)
         self.results_folder = RunFolder(run_dir).results
         self.results: list[ObjectResult] = []
         self.zero_shot_decoder: dict[str, torch.Tensor] | None = None
@@ -119,19 +137,20 @@ class BeforeAfterEvaluation(Callback):
         if trainer.global_rank != 0:
             return
         model = pl_module.model
+        frame = to_frame(self.results)
+        dataset = self._datamodule(trainer).dataset(self.settings.split)
+        decoders = {Phase.ZERO_SHOT: self.zero_shot_decoder, Phase.FINETUNED: None}
+        extra = run_analyses(self.analyses, AnalysisInput(model, dataset, session, decoders, frame, self.statistics))
         finish(
             self.results_folder,
-            to_frame(self.results),
+            frame,
             session.describe(model, self.results, title="Zero-shot vs fine-tuned"),
             title=f"{', '.join(self.settings.strategies)} on the {self.settings.split} split",
             loggers=trainer.loggers,
             step=trainer.global_step,
-            overlays=OverlaySource(
-                model,
-                self._datamodule(trainer).dataset(self.settings.split),
-                session,
-                {Phase.ZERO_SHOT: self.zero_shot_decoder, Phase.FINETUNED: None},
-            ),
+            overlays=OverlaySource(model, dataset, session, decoders),
             log_phases=False,
             statistics=self.statistics,
+            tables=extra.tables,
+            figures=extra.figures,
         )

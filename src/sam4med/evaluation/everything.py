@@ -26,6 +26,13 @@ RLE-encodes the rest, runs box NMS, and decodes the RLEs back into masks. Here:
 - the decoder is called as the generator calls it: ``points_per_batch`` points per call (unless
   ``compute.prompts_per_call`` is set), float64 point coordinates, labels 1.
 
+Several filter pairs on one decoding (:meth:`EverythingMode.generate`, the ``analysis=grid`` suite): the
+grid is decoded once, with the prefilter and the predicted-IoU filter at the loosest ``pred_iou_thresh``
+of the pairs, and every pair's filters, boxes and NMS are applied to those same outputs. A mask's
+predicted IoU, upsampled logits and stability score do not depend on which other masks are decoded or
+upsampled with it (up to the last float bits of the decoder's IoU, as with the call size), so each
+pair gets the masks a run with that pair alone gives (``tests/analysis/test_grid.py``).
+
 Only the image encoder is not run: the embedding comes from the embedding cache, so backbones whose
 encoder is not SAM's ViT (LiteMedSAM's TinyViT, 256 x 256 input) work too. The reference, SAM's
 generator on the same embedding, is :class:`~sam4med.evaluation.sam_generator.SamGenerator`;
@@ -38,6 +45,8 @@ survives the filters gets an empty prediction for every object (Dice 0, IoU 0, H
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +103,24 @@ class EverythingSettings:
 
 
 @dataclass(frozen=True)
+class MaskFilter:
+    """One (predicted-IoU, stability) filter pair of S1, as :class:`EverythingSettings` has them.
+
+    Attributes:
+        pred_iou_thresh: masks whose predicted IoU is not above this are dropped (0: no such filter).
+        stability_score_thresh: masks whose stability score is below this are dropped (0: no such filter).
+    """
+
+    pred_iou_thresh: float
+    stability_score_thresh: float
+
+    @classmethod
+    def of(cls, settings: EverythingSettings) -> MaskFilter:
+        """The filter pair of ``settings``."""
+        return cls(settings.pred_iou_thresh, settings.stability_score_thresh)
+
+
+@dataclass(frozen=True)
 class GeneratedMasks:
     """The masks everything mode produced for one image.
 
@@ -123,6 +150,34 @@ class MatchedMasks:
     scores: np.ndarray
 
 
+@dataclass(frozen=True)
+class FilteredMasks:
+    """The masks of one image under several filter pairs, from one decoding (:meth:`EverythingMode.generate`).
+
+    Attributes:
+        masks: per filter pair (in the order given), the masks a run with that pair alone generates.
+        filter_seconds: per filter pair, the seconds of its own work: its filters, boxes, NMS, small regions.
+        seconds: the seconds of the whole call: the work the pairs share (prefilter, decoding, upsampling and
+            stability scores of the masks above the loosest IoU threshold) and every pair's own.
+    """
+
+    masks: list[GeneratedMasks]
+    filter_seconds: list[float]
+    seconds: float
+
+
+def _clock(device: torch.device) -> float:
+    """``time.perf_counter()`` once the device's queued work is done (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _no_clock(device: torch.device) -> float:
+    """No reading (untimed calls): 0, without waiting for the device."""
+    return 0.0
+
+
 class EverythingMode:
     """S1 on cached embeddings: ``mode(embedding, (H, W))`` gives the generated masks of one image.
 
@@ -145,8 +200,11 @@ class EverythingMode:
         self.prefilter = prefilter
         self.grid = build_point_grid(settings.points_per_side)  # P x 2, XY in [0, 1]
 
-    def _candidates(self, points: torch.Tensor, embedding: torch.Tensor, per_call: int) -> torch.Tensor:
-        """Of n points (n x 2 XY, model pixels), those with a multimask output that may pass the IoU filter.
+    def _candidates(
+        self, points: torch.Tensor, embedding: torch.Tensor, per_call: int, pred_iou: float
+    ) -> torch.Tensor:
+        """Of n points (n x 2 XY, model pixels), those with a multimask output that may pass the IoU filter
+        ``pred_iou``.
 
         Every ``PREFILTER_SAMPLE``-th point (spread over the whole grid) is looked at first; where more
         than ``PREFILTER_GIVE_UP`` of those pass, all points are returned without looking further.
@@ -154,21 +212,21 @@ class EverythingMode:
         sample = torch.zeros(len(points), dtype=torch.bool, device=points.device)
         sample[::PREFILTER_SAMPLE] = True
         keep = torch.ones(len(points), dtype=torch.bool, device=points.device)
-        keep[sample] = self._may_pass(points[sample], embedding, per_call)
+        keep[sample] = self._may_pass(points[sample], embedding, per_call, pred_iou)
         if keep[sample].float().mean() > PREFILTER_GIVE_UP:
             return points  # most points pass: the prefilter would cost more than it saves
-        keep[~sample] = self._may_pass(points[~sample], embedding, per_call)
+        keep[~sample] = self._may_pass(points[~sample], embedding, per_call, pred_iou)
         return points[keep]
 
-    def _may_pass(self, points: torch.Tensor, embedding: torch.Tensor, per_call: int) -> torch.Tensor:
+    def _may_pass(self, points: torch.Tensor, embedding: torch.Tensor, per_call: int, pred_iou: float) -> torch.Tensor:
         """Whether a multimask output of each of n points (n x 2 XY) may pass: prefilter IoU above
-        ``pred_iou_thresh`` minus the margin (n bools).
+        ``pred_iou`` minus the margin (n bools).
         """
         model = self.model
         labels = torch.ones(len(points), dtype=torch.int, device=points.device)
         image_pe = model.prompt_encoder.get_dense_pe()
         autocast = torch.is_autocast_enabled(points.device.type)
-        threshold = self.settings.pred_iou_thresh - (PREFILTER_MARGIN_BF16 if autocast else PREFILTER_MARGIN)
+        threshold = pred_iou - (PREFILTER_MARGIN_BF16 if autocast else PREFILTER_MARGIN)
         passes = torch.zeros(len(points), dtype=torch.bool, device=points.device)
         with torch.autocast(points.device.type, enabled=False):
             for i in range(0, len(points), per_call):
@@ -194,25 +252,46 @@ class EverythingMode:
         )
         return logits.float(), iou.float()  # float32 also under bf16 autocast
 
-    def _survivors(self, logits: torch.Tensor, iou: torch.Tensor, size: tuple[int, int]) -> dict[str, torch.Tensor]:
-        """Filter the n x 3 decoder outputs of one call: masks (k x H x W bool), iou, stability, boxes (XYXY)."""
+    def _survivors(
+        self,
+        logits: torch.Tensor,
+        iou: torch.Tensor,
+        size: tuple[int, int],
+        filters: list[MaskFilter],
+        clock: Callable[[torch.device], float],
+    ) -> tuple[list[dict[str, torch.Tensor]], list[float]]:
+        """Filter the n x 3 decoder outputs of one call under each filter pair: per pair, masks (k x H x W
+        bool), iou, stability, boxes (XYXY); and per pair the seconds of its own filtering (by ``clock``).
+
+        Only the masks above the loosest predicted-IoU threshold are upsampled, once for every pair.
+        """
         s = self.settings
         logits, iou = logits.flatten(0, 1), iou.flatten(0, 1)
-        if s.pred_iou_thresh > 0.0:
-            keep = iou > s.pred_iou_thresh
+        loosest = _loosest(filters)
+        if loosest > 0.0:
+            keep = iou > loosest
             logits, iou = logits[keep], iou[keep]
         # the upsampling of each mask is independent of the others, so survivors alone give the same logits
         upsampled = self.model.preprocessing.logits_to_original(logits[:, None], size)[:, 0]
         mask_threshold = 0.0  # segment_anything.Sam.mask_threshold
         stability = calculate_stability_score(upsampled, mask_threshold, s.stability_score_offset)
-        if s.stability_score_thresh > 0.0:
-            keep = stability >= s.stability_score_thresh
-            upsampled, iou, stability = upsampled[keep], iou[keep], stability[keep]
-        masks = upsampled > mask_threshold
-        boxes = batched_mask_to_box(masks)
         whole = [0, 0, size[1], size[0]]
-        keep = ~is_box_near_crop_edge(boxes, whole, whole)  # never drops a mask without crops; kept as SAM has it
-        return {"masks": masks[keep], "iou": iou[keep], "stability": stability[keep], "boxes": boxes[keep]}
+        out, seconds = [], []
+        for pair in filters:
+            start = clock(iou.device)
+            keep = torch.ones_like(iou, dtype=torch.bool)
+            if pair.pred_iou_thresh > 0.0:
+                keep &= iou > pair.pred_iou_thresh
+            if pair.stability_score_thresh > 0.0:
+                keep &= stability >= pair.stability_score_thresh
+            masks = upsampled[keep] > mask_threshold
+            boxes = batched_mask_to_box(masks)
+            edge = ~is_box_near_crop_edge(boxes, whole, whole)  # never drops a mask without crops; kept as SAM has it
+            out.append(
+                {"masks": masks[edge], "iou": iou[keep][edge], "stability": stability[keep][edge], "boxes": boxes[edge]}
+            )
+            seconds.append(clock(iou.device) - start)
+        return out, seconds
 
     @torch.no_grad()
     def __call__(self, embedding: torch.Tensor, original_size: tuple[int, int]) -> GeneratedMasks:
@@ -220,18 +299,54 @@ class EverythingMode:
 
         Returns the masks in the order SAM's generator returns them (NMS order: highest predicted IoU first).
         """
-        size = (int(original_size[0]), int(original_size[1]))
+        return self.generate(embedding, original_size, [MaskFilter.of(self.settings)]).masks[0]
+
+    @torch.no_grad()
+    def generate(
+        self,
+        embedding: torch.Tensor,
+        original_size: tuple[int, int],
+        filters: list[MaskFilter],
+        *,
+        timed: bool = False,
+    ) -> FilteredMasks:
+        """The masks of one image under each filter pair (this mode's own filters are not used), decoding
+        the grid once (see the module docstring); the rest of the settings (grid, offset, NMS, small regions)
+        are this mode's. Each pair's masks are in the generator's order, as :meth:`__call__` gives them.
+
+        ``timed``: measure the seconds (on CUDA waiting for the device before each reading); otherwise they
+        are 0 and the device is never waited for.
+        """
+        if not filters:
+            raise ValueError("generate needs at least one filter pair")
         device = self.model.device
+        clock = _clock if timed else _no_clock
+        started = clock(device)
+        size = (int(original_size[0]), int(original_size[1]))
         points = self.grid * np.array(size)[None, ::-1]  # XY in original pixels, as the generator scales
         model_points = torch.as_tensor(self.model.preprocessing.coords_to_model(points, size), device=device)
         image = embedding[None].to(device, torch.float32)
         per_call = self.per_call or self.settings.points_per_batch
-        if self.prefilter and self.settings.pred_iou_thresh > 0.0:
-            model_points = self._candidates(model_points, image, per_call)
-        parts = [
-            self._survivors(*self._decode(model_points[i : i + per_call], image), size)
-            for i in range(0, len(model_points), per_call)
-        ]
+        loosest = _loosest(filters)
+        if self.prefilter and loosest > 0.0:
+            model_points = self._candidates(model_points, image, per_call, loosest)
+        parts: list[list[dict[str, torch.Tensor]]] = [[] for _ in filters]
+        own = [0.0] * len(filters)
+        for i in range(0, len(model_points), per_call):
+            logits, iou = self._decode(model_points[i : i + per_call], image)
+            found, seconds = self._survivors(logits, iou, size, filters, clock)
+            for k, part in enumerate(found):
+                parts[k].append(part)
+                own[k] += seconds[k]
+        masks = []
+        for k, found in enumerate(parts):
+            start = clock(device)
+            masks.append(self._finish(found, size))
+            own[k] += clock(device) - start
+        return FilteredMasks(masks=masks, filter_seconds=own, seconds=clock(device) - started)
+
+    def _finish(self, parts: list[dict[str, torch.Tensor]], size: tuple[int, int]) -> GeneratedMasks:
+        """NMS (and small-region removal) over the survivors of every call of one filter pair."""
         if not parts:  # the prefilter left no point: no mask passes the IoU filter
             empty = np.zeros((0, *size), dtype=bool)
             return GeneratedMasks(masks=empty, predicted_iou=np.zeros(0), stability_score=np.zeros(0))
@@ -246,6 +361,11 @@ class EverythingMode:
             predicted_iou=found["iou"].double().cpu().numpy(),
             stability_score=found["stability"].double().cpu().numpy(),
         )
+
+
+def _loosest(filters: list[MaskFilter]) -> float:
+    """The predicted-IoU threshold every pair's masks pass: the lowest (0: some pair has no IoU filter)."""
+    return min(max(f.pred_iou_thresh, 0.0) for f in filters)
 
 
 def _remove_small_regions(found: dict[str, torch.Tensor], settings: EverythingSettings) -> dict[str, torch.Tensor]:

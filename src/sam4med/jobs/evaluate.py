@@ -9,6 +9,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from sam4med.analysis.suite import AnalysisInput, run_analyses
 from sam4med.command import check_required
 from sam4med.errors import ConfigError
 from sam4med.evaluation.rescoring import check_allow, check_rescoring, data_settings
@@ -44,6 +45,10 @@ def _evaluate(cfg: DictConfig) -> Path:
     started = time.perf_counter()
     settings: EvaluationSettings = instantiate(cfg.evaluation)
     statistics = instantiate(cfg.get("statistics"))  # a bad statistics.unit fails here, before any work
+    # the suites of analysis=robustness | grid | timing | factors (or a list): their settings fail here too
+    suites = [instantiate(node) for node in (cfg.get("analysis") or {}).values()]
+    for suite in suites:
+        suite.check(settings)
     finetuned = read_finetuned(cfg.finetuned) if cfg.get("finetuned") else None
     if finetuned is not None and finetuned.multimask not in (None, settings.multimask):
         raise ConfigError(
@@ -85,9 +90,11 @@ def _evaluate(cfg: DictConfig) -> Path:
     # scores on exactly the prompts of an earlier run (evaluation.prompts.file=PATH) or resumes its own
     session = EvaluationSession(run.results, settings, cache=instantiate(cfg.embeddings))
     rows = session.score(model, dataset, phase=phase)
+    frame = to_frame(rows)
+    extra = run_analyses(suites, AnalysisInput(model, dataset, session, {phase: None}, frame, statistics))
     finish(
         run.results,
-        to_frame(rows),
+        frame,
         session.describe(
             model, rows, title=f"{phase} evaluation", finetuned=cfg.get("finetuned") or "", allowed_mismatches=allowed
         ),
@@ -95,7 +102,11 @@ def _evaluate(cfg: DictConfig) -> Path:
         loggers=loggers,
         overlays=OverlaySource(model, dataset, session, {phase: None}),
         statistics=statistics,
+        tables=extra.tables,
+        figures=extra.figures,
     )
+    for note in extra.notes:
+        log.info(note)
     for logger in loggers:
         logger.finalize("success")
     log.info(session.cache.stats())

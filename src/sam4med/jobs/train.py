@@ -74,7 +74,8 @@ def check_fresh_run_folder(run: RunFolder, ckpt_path: str | None) -> None:
 
 def build_callbacks(cfg: DictConfig, settings: EvaluationSettings, run: RunFolder) -> list[pl.Callback]:
     """The trainer's callbacks; a partial one (``_partial_: true``) is completed with the run's evaluation
-    settings, folder and statistics settings (the before/after evaluation).
+    settings, folder and statistics settings, and the suites of its ``analysis`` group (the before/after
+    evaluation).
     """
     callbacks = []
     for node in (cfg.get("callbacks") or {}).values():
@@ -82,7 +83,12 @@ def build_callbacks(cfg: DictConfig, settings: EvaluationSettings, run: RunFolde
             continue
         callback = instantiate(node)
         if isinstance(callback, partial):
-            callback = callback(settings=settings, run_dir=run.path, statistics=instantiate(cfg.get("statistics")))
+            callback = callback(
+                settings=settings,
+                run_dir=run.path,
+                statistics=instantiate(cfg.get("statistics")),
+                configured_analyses={name: instantiate(node) for name, node in (cfg.get("analysis") or {}).items()},
+            )
         callbacks.append(callback)
     return callbacks
 

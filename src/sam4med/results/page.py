@@ -34,6 +34,13 @@ FIGURE_TITLES = {
     "dice_change": "Dice change per target and over all targets, 95 % bootstrap CI over units (Fig. 18)",
     "before_after": "Mean Dice per target before and after fine-tuning",
     "dice_vs_clicks": "Mean Dice versus clicks per phase (iterative clicks), 95 % bootstrap CI bands over units",
+    # the analysis suites (sam4med.analysis, evaluate.py analysis=...)
+    "robustness": "Mean Dice against the prompt shift per strategy (analysis=robustness; COSMOS Table 8)",
+    "grid": "Everything mode: S1 Dice and seconds per image against grid size per filter pair (analysis=grid; Table 5)",
+    "timing": "Seconds per image: image embedding, then prompt encoding and decoding per strategy (analysis=timing; "
+    "Table 4)",
+    "factors_scatter": "Dice against each object factor (analysis=factors; Fig. 13)",
+    "factors_fourier_box": "Elliptic Fourier order by Dice range (analysis=factors; Fig. 14)",
 }
 STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222}"

@@ -4,15 +4,17 @@ Each job of a sweep writes ``<sweep dir>/<job>/results/metrics.csv``. :func:`wri
 them all and writes, into the sweep folder, the targets x (run, strategy) tables of mean Dice and mean
 HD in pixels (laid out like the paper's Tables 2 and 3, ViT-B next to ViT-H), the per-strategy means
 of every run, and ``report.html`` with a figure of the runs side by side. A run is labelled by its
-backbone when the backbones differ between runs, otherwise by the overrides that differ.
+backbone when the backbones differ between runs, otherwise by the overrides that differ. When every run
+has its own backbone, ``backbones.csv``/``.md`` and ``figures/backbones`` compare them on identical prompts
+(:mod:`sam4med.results.backbones`).
 :class:`MergeSweepResults` calls it when a multirun ends (``conf/evaluate.yaml``, ``conf/train.yaml``);
 ``python -m sam4med.results.sweep DIR`` does it by hand.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from sam4med.results.backbones import write_backbone_tables
 from sam4med.results.comparison import ALL_TARGETS
 from sam4med.results.folds import write_fold_tables
 from sam4med.results.statistics import StatisticsSettings, notes, pair, paired_delta, sign_test
@@ -172,14 +175,18 @@ def run_statistics(frame: pd.DataFrame, statistics: StatisticsSettings | None = 
     return pd.DataFrame(rows)
 
 
-def write_sweep_tables(sweep_dir: str | Path, statistics: StatisticsSettings | None = None) -> dict[str, Path]:
+def write_sweep_tables(
+    sweep_dir: str | Path, statistics: StatisticsSettings | None = None, *, reference: str | None = None
+) -> dict[str, Path]:
     """Merge the runs under ``sweep_dir`` and write the sweep tables into it (.csv and .md each).
 
     ``sweep_dice``, ``sweep_hd``, ``sweep_overall`` (runs side by side), ``sweep_stats`` (every run
     against the first, with statistics) and, when the runs have different seeds, ``seeds`` (mean, sd and
     per-seed values over the seeds); then ``figures/sweep_means`` and ``report.html`` (see
     :func:`~sam4med.results.sweep_page.write_sweep_report`). ``statistics``: the settings of
-    ``sweep_stats`` (None: the defaults).
+    ``sweep_stats`` and ``backbones`` (None: the defaults). When every run has its own backbone, also
+    ``backbones`` and ``figures/backbones`` (:func:`~sam4med.results.backbones.write_backbone_tables`, every
+    backbone against ``reference``, None: the first run's).
     """
     sweep_dir = Path(sweep_dir)
     runs = find_runs(sweep_dir)
@@ -216,7 +223,13 @@ def write_sweep_tables(sweep_dir: str | Path, statistics: StatisticsSettings | N
         for n in ("sweep_overall", "sweep_stats", "seeds")
         if n in tables
     }
-    paths["report"] = write_sweep_report(sweep_dir, frame, shown, runs_line)
+    backbones = write_backbone_tables(sweep_dir, frame, labels, statistics=statistics, reference=reference)
+    figures, page_notes = [], {}
+    if backbones is not None:
+        paths.update(backbones.paths)
+        shown.update(backbones.tables)
+        figures, page_notes = [backbones.figure], {next(iter(backbones.tables)): backbones.notes}
+    paths["report"] = write_sweep_report(sweep_dir, frame, shown, runs_line, figures=figures, notes=page_notes)
     # the folds of one k-fold (dataset.folds): folds.csv, folds_pooled.csv, folds.md (sam4med.results.folds)
     paths.update(write_fold_tables(sweep_dir, runs))
     return paths
@@ -237,5 +250,9 @@ class MergeSweepResults(Callback):
 
 
 if __name__ == "__main__":
-    for written in write_sweep_tables(sys.argv[1]).values():
+    parser = argparse.ArgumentParser(description="Merge the runs of a multirun sweep into its side-by-side tables.")
+    parser.add_argument("sweep_dir", help="the sweep folder (holding <job>/results/metrics.csv)")
+    parser.add_argument("--reference", help="the backbone the others are compared with (default: the first run's)")
+    arguments = parser.parse_args()
+    for written in write_sweep_tables(arguments.sweep_dir, reference=arguments.reference).values():
         print(written)

@@ -7,7 +7,7 @@ and ``<sweep>/report.html`` with the sweep tables (see :mod:`sam4med.results.swe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -64,7 +64,15 @@ def sweep_means(frame: pd.DataFrame) -> Figure:
     return fig
 
 
-def write_sweep_report(sweep_dir: Path, frame: pd.DataFrame, tables: Mapping[str, pd.DataFrame], runs: str) -> Path:
+def write_sweep_report(
+    sweep_dir: Path,
+    frame: pd.DataFrame,
+    tables: Mapping[str, pd.DataFrame],
+    runs: str,
+    *,
+    figures: Sequence[tuple[str, Path]] = (),
+    notes: Mapping[str, Sequence[str]] | None = None,
+) -> Path:
     """Draw :func:`sweep_means` into ``<sweep_dir>/figures`` and write ``<sweep_dir>/report.html``.
 
     Args:
@@ -72,6 +80,8 @@ def write_sweep_report(sweep_dir: Path, frame: pd.DataFrame, tables: Mapping[str
         frame: the merged results of its runs (with a ``run`` column).
         tables: the sweep tables by heading, in the order the page shows them.
         runs: one line naming the runs (label and job folder).
+        figures: further (caption, PNG) figures shown after the runs side by side (e.g. the backbones').
+        notes: lines under a table, by heading.
     """
     fig = sweep_means(frame)
     folder = ResultsFolder(sweep_dir)  # a sweep folder holds its figures and page under the same names as a run
@@ -81,9 +91,10 @@ def write_sweep_report(sweep_dir: Path, frame: pd.DataFrame, tables: Mapping[str
         title=f"Sweep {sweep_dir.resolve().name}",
         intro=f"Runs: {runs}. Every run has its own report.html in <job>/results/.",
         tables=tables,
-        figures=[("Mean Dice per strategy, runs side by side", png)],
+        figures=[("Mean Dice per strategy, runs side by side", png), *figures],
         overlays=[],
         settings={},
+        notes=notes,
     )
     write_text(folder.report, page)
     return folder.report
