@@ -94,6 +94,10 @@ RANGES: dict[str, Range] = {
     "module.dice_weight": WEIGHT,
     "module.bce_weight": WEIGHT,
     "module.iou_weight": WEIGHT,
+    "module.iterations": NONNEGATIVE_COUNT,
+    "module.lora.rank": COUNT,
+    "module.lora.alpha": Range(0),  # above 0: LoraSettings
+    "module.lora.dropout": FRACTION,  # below 1: LoraSettings
     "module.optimizer.lr": Range(0),
     "module.optimizer.weight_decay": WEIGHT,
     "trainer.max_epochs": Range(1, integer=True, nullable=True),

@@ -166,12 +166,12 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
         self.damaged = 0
-        self._encoder_keys: dict[tuple[int, bool, bool], str] = {}
+        self._encoder_keys: dict[tuple[int, bool, bool, int], str] = {}
         self._memory: dict[str, torch.Tensor] = {}
 
     def _encoder_key(self, model: SamModel) -> str:
-        """``model.encoder_key()``, computed once per model object, precision and attention."""
-        which = (id(model), model.encoder_bf16, model.encoder_sdpa)
+        """``model.encoder_key()``, computed once per model object, precision, attention and encoder version."""
+        which = (id(model), model.encoder_bf16, model.encoder_sdpa, model.encoder_version)
         encoder_key = self._encoder_keys.get(which)
         if encoder_key is None:  # hashing the weights is not free
             encoder_key = self._encoder_keys[which] = model.encoder_key()

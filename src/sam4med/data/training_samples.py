@@ -1,4 +1,10 @@
-"""Decoder-training samples: one per (image, object), with a box prompt from the ground truth.
+"""Decoder-training samples: one per (image, object), with a prompt from the ground truth.
+
+The prompt is the (jittered) tight box, or, with a prompt mix other than ``box``
+(:mod:`sam4med.prompts.training_mix`), a kind drawn per sample: one point, five points, five points
+and five negatives, or the box and one point. The kind, the points and the box are drawn from
+(seed, epoch, index) only, after the augmentation and the jitter, so the box of a sample is the same
+whatever the mix, and the ``box`` mix gives the samples of the box-only code tensor for tensor.
 
 Two input modes:
 
@@ -24,6 +30,7 @@ from sam4med.embeddings import EmbeddingCache
 from sam4med.errors import ConfigError
 from sam4med.models.sam_model import SamModel
 from sam4med.prompts.generate import tight_box
+from sam4med.prompts.training_mix import BOX_ONLY, PromptMix, kind_points, padded
 
 INPUT_MODES = ("cached", "online")
 # (image H x W x 3 uint8, masks N x H x W bool, rng) -> same, transformed together
@@ -66,7 +73,7 @@ def _as_read(read: tuple[int, list[str], np.ndarray | None]) -> tuple[int, list[
 
 
 class DecoderSamples(Dataset):
-    """Box-prompted samples for the mask decoder.
+    """Prompted samples for the mask decoder.
 
     Indexed by an int or by ``(epoch, index)`` (see :class:`sam4med.data.epoch_sampler.EpochSampler`);
     the jitter and augmentation of a sample are drawn from (seed, epoch, index) only. A sample is a dict:
@@ -74,6 +81,13 @@ class DecoderSamples(Dataset):
         ``embedding``: C x h x w float32 image embedding (``cached`` mode), or
         ``image``: 3 x S x S float32 preprocessed image (``online`` mode);
         ``box``: 4 float32 XYXY box in model-input pixels (jittered when ``box_jitter`` > 0);
+        ``kind``: the prompt kind (``box``, ``point``, ``points``, ``points_negative``, ``box_point``);
+        ``use_box``: bool tensor, whether the prompt holds ``box``;
+        ``points``: P x 2 float32 XY points in model-input pixels, P = ``MAX_POINTS`` (10), the prompt's
+            first, the rest zeros;
+        ``labels``: P int64 point labels, 1 positive, 0 negative, -1 padding (none but padding for ``box``);
+        ``seed``: int64 tensor, the seed of the tie-breaks of this sample's corrective clicks
+            (``module.iterations``), drawn from (seed, epoch, index) after the prompt;
         ``mask``: S x S float32 ground truth in model-input space (resized and padded like the image);
         ``gt``: H x W bool ground truth in original pixels (validation scores against it);
         ``object_key``: the object's key.
@@ -85,7 +99,9 @@ class DecoderSamples(Dataset):
         mode: ``cached`` or ``online``.
         box_jitter: max shift of each box side in original pixels (0 for evaluation).
         augment: ``online`` mode only: transforms an image and its masks together.
-        seed: base seed of jitter and augmentation.
+        seed: base seed of jitter, augmentation and prompt.
+        prompts: the prompt mix (a :class:`PromptMix`, a preset name or a mapping kind -> probability); ``box``
+            (the default) gives every sample its box alone.
         progress: progress bar while embeddings are prepared.
     """
 
@@ -100,6 +116,7 @@ class DecoderSamples(Dataset):
         augment: Augment | None = None,
         seed: int = 0,
         progress: bool = True,
+        prompts: PromptMix | str | dict = BOX_ONLY,
     ) -> None:
         if mode not in INPUT_MODES:
             raise ConfigError(f"input mode must be one of {INPUT_MODES}, got '{mode}'")
@@ -110,6 +127,7 @@ class DecoderSamples(Dataset):
         self.dataset, self.model, self.cache = dataset, model, cache
         self.preprocessing = model.preprocessing
         self.mode, self.box_jitter, self.augment, self.seed = mode, box_jitter, augment, seed
+        self.prompts = PromptMix.parse(prompts)
         self.keys: dict[int, str] = {}  # image index -> embedding key
         self.items: list[tuple[int, int, str]] = []  # (image index, object index, object key)
         rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -172,6 +190,13 @@ class DecoderSamples(Dataset):
         sample["box"] = torch.as_tensor(
             self.preprocessing.boxes_to_model(box[None], mask.shape)[0], dtype=torch.float32
         )
+        kind = "box" if self.prompts.box_only else self.prompts.draw(rng)
+        drawn = kind_points(mask, kind, rng)
+        points, labels = padded(self.preprocessing.coords_to_model(drawn.points, mask.shape), drawn.labels)
+        sample["kind"] = drawn.kind
+        sample["use_box"] = torch.tensor(drawn.kind in ("box", "box_point"))
+        sample["points"], sample["labels"] = torch.from_numpy(points), torch.from_numpy(labels)
+        sample["seed"] = torch.tensor(int(rng.integers(2**62)), dtype=torch.int64)
         sample["mask"] = self.preprocessing.mask_to_model(mask)
         sample["gt"] = torch.from_numpy(np.ascontiguousarray(mask))
         sample["object_key"] = object_key
@@ -179,7 +204,7 @@ class DecoderSamples(Dataset):
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack the fixed-size fields; keep ``gt`` (sizes differ between images) and keys as lists."""
-    ragged = {k: [s[k] for s in samples] for k in ("gt", "object_key")}
+    """Stack the fixed-size fields; keep ``gt`` (sizes differ between images), keys and kinds as lists."""
+    ragged = {k: [s[k] for s in samples] for k in ("gt", "object_key", "kind") if k in samples[0]}
     fixed = default_collate([{k: v for k, v in s.items() if k not in ragged} for s in samples])
     return {**fixed, **ragged}

@@ -127,7 +127,7 @@ def _fine_tune(cfg: DictConfig, run: RunFolder) -> FineTuned:
 
     model = settings.compute.configure(instantiate(cfg.model))  # the trainer places it
     cache = instantiate(cfg.embeddings)
-    datamodule.attach(model, cache)
+    datamodule.attach(model, cache, prompts=cfg.module.get("prompts", "box"))  # the training samples draw the kinds
     datamodule.save_split(run.split)
     # what every checkpoint records of the data it was fitted on (image content hashes, data settings): read once
     fitted_on = training_data(datamodule, settings)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sam4med.models import sdpa, shared_decoder
+from sam4med.models import lora, sdpa, shared_decoder
 from sam4med.models.preprocessing import Preprocessing
 
 
@@ -65,6 +65,20 @@ class SamModel(nn.Module):
         self.encoder_bf16 = False
         # content hash of the mask decoder the base weights came with (see remember_base_decoder)
         self.base_decoder_hash: str | None = None
+        # bumped whenever the image encoder's weights change in place (a LoRA merge, a phase's weights swapped
+        # in): the embedding cache computes encoder_key() once per model and version
+        self.encoder_version = 0
+
+    @property
+    def encoder_trains(self) -> bool:
+        """Whether the image encoder holds LoRA adapters (``module.train=lora``): its embeddings change as it
+        trains, so they cannot come from the cache.
+        """
+        return lora.has_adapters(self.image_encoder)
+
+    def encoder_changed(self) -> None:
+        """Record that the image encoder's weights changed (its embeddings and cache key change with them)."""
+        self.encoder_version += 1
 
     def remember_base_decoder(self) -> SamModel:
         """Record the hash of the mask decoder as the base weights hold it; returns the model.
@@ -127,7 +141,7 @@ class SamModel(nn.Module):
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Image embeddings.
+        """Image embeddings, without gradients (see :meth:`encode_with_grad`).
 
         Args:
             images: B x 3 x S x S preprocessed inputs (see :class:`Preprocessing`).
@@ -136,6 +150,10 @@ class SamModel(nn.Module):
             B x C x h x w float32 embeddings (C = 256 for every SAM-family backbone), computed under
             bfloat16 autocast when ``encoder_bf16`` is set.
         """
+        return self.encode_with_grad(images)
+
+    def encode_with_grad(self, images: torch.Tensor) -> torch.Tensor:
+        """As :meth:`encode`, with gradients where the encoder has trainable weights (``module.train=lora``)."""
         images = images.to(self.device)
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.encoder_bf16):
             return self.image_encoder(images).float()

@@ -26,6 +26,7 @@ from sam4med.data.dataset import CosmosDataset
 from sam4med.evaluation.predict import predict_scored
 from sam4med.evaluation.rows import Phase
 from sam4med.evaluation.session import EvaluationSession
+from sam4med.models.finetuned import PhaseState, use_state
 from sam4med.models.sam_model import SamModel
 from sam4med.prompts.prompt import Prompt
 from sam4med.results.figures import colour, label, legend_below, phases, save_figure
@@ -80,37 +81,36 @@ def predict_examples(
     dataset: CosmosDataset,
     examples: Sequence[Example],
     *,
-    decoders: Mapping[Phase, dict[str, torch.Tensor] | None],
+    decoders: Mapping[Phase, PhaseState | None],
     session: EvaluationSession,
 ) -> dict[str, tuple[np.ndarray, np.ndarray, Prompt, dict[Phase, np.ndarray]]]:
     """Per example's object key: (image, ground truth, prompt, prediction per phase).
 
     ``decoders`` maps each phase to the mask-decoder state it predicts with (None: the model's current
-    decoder). Prompts, embeddings, mask selection and decoding options are the scoring ``session``'s. The
-    model's own decoder state is restored afterwards.
+    weights), or the states of every trained part (:class:`~sam4med.models.finetuned.PartStates`; with LoRA
+    the embedding is the phase's encoder's). Prompts, embeddings, mask selection and decoding options are the
+    scoring ``session``'s. The model's own weights are restored afterwards.
     """
     settings = session.settings
     wanted = {e.object_key: e for e in examples}
     strategies = {e.strategy for e in examples}
     if len(strategies) > 1:
         raise ValueError(f"overlay examples of one strategy only; got {sorted(strategies)}")
-    own = {k: v.detach().clone() for k, v in model.mask_decoder.state_dict().items()}
     out: dict[str, tuple[np.ndarray, np.ndarray, Prompt, dict[Phase, np.ndarray]]] = {}
-    try:
-        for index, record in enumerate(dataset.records):
-            if record.image_id not in {e.image_id for e in examples}:
-                continue
-            item = dataset[index]
-            picked = [(k, o) for k, o in enumerate(item.objects) if o.key in wanted]
-            if not picked:
-                continue
-            # every object of the image, as scoring decoded them: call sizes and autocast group the same prompts
-            strategy = wanted[picked[0][1].key].strategy
-            batch = [session.prompts.get(m, strategy, o.key) for o, m in zip(item.objects, item.masks, strict=True)]
-            embedding = session.cache.get(model, item.image)
-            per_phase = {}
-            for phase, state in decoders.items():
-                model.mask_decoder.load_state_dict(state if state is not None else own)
+    for index, record in enumerate(dataset.records):
+        if record.image_id not in {e.image_id for e in examples}:
+            continue
+        item = dataset[index]
+        picked = [(k, o) for k, o in enumerate(item.objects) if o.key in wanted]
+        if not picked:
+            continue
+        # every object of the image, as scoring decoded them: call sizes and autocast group the same prompts
+        strategy = wanted[picked[0][1].key].strategy
+        batch = [session.prompts.get(m, strategy, o.key) for o, m in zip(item.objects, item.masks, strict=True)]
+        per_phase = {}
+        for phase, state in decoders.items():
+            with use_state(model, state):
+                embedding = session.cache.get(model, item.image)  # the phase's encoder's (LoRA changes it)
                 pred = predict_scored(
                     model,
                     embedding,
@@ -120,11 +120,9 @@ def predict_examples(
                     compute=settings.compute,
                     gt_masks=item.masks,
                 )
-                per_phase[phase] = pred.masks
-            for k, obj in picked:
-                out[obj.key] = (item.image, item.masks[k], batch[k], {p: m[k] for p, m in per_phase.items()})
-    finally:
-        model.mask_decoder.load_state_dict(own)
+            per_phase[phase] = pred.masks
+        for k, obj in picked:
+            out[obj.key] = (item.image, item.masks[k], batch[k], {p: m[k] for p, m in per_phase.items()})
     return out
 
 
@@ -255,7 +253,7 @@ def write_overlays(
     *,
     model: SamModel,
     dataset: CosmosDataset,
-    decoders: Mapping[Phase, dict[str, torch.Tensor] | None],
+    decoders: Mapping[Phase, PhaseState | None],
     session: EvaluationSession,
 ) -> dict[str, tuple[Figure, Path]]:
     """Select, predict and draw the overlays into ``folder`` (PNG and SVG); returns figure and PNG per target.

@@ -1,8 +1,10 @@
-"""LightningModule that fine-tunes SAM's mask decoder with box prompts; encoders stay frozen."""
+"""LightningModule that fine-tunes SAM's mask decoder with box prompts (or a mix of prompt kinds, with corrective
+clicks); encoders stay frozen.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -14,9 +16,13 @@ from monai.losses import DiceCELoss
 
 from sam4med.errors import CheckpointError, ConfigError
 from sam4med.metrics import dice
-from sam4med.models.finetuned import TRAINED_PREFIX, DataSettings, TrainingData
+from sam4med.models import lora as adapters
+from sam4med.models.finetuned import DataSettings, Trained, TrainingData
+from sam4med.models.lora import LoraSettings
 from sam4med.models.multimask import Multimask, choose
 from sam4med.models.sam_model import SamModel
+from sam4med.prompts.training_mix import BOX_ONLY, PromptMix
+from sam4med.training.iterations import ObjectPrompt, batch_prompts, boxes_only, chosen_outputs, corrective_clicks
 from sam4med.training.losses import bce_loss, hard_iou, soft_dice_loss
 
 LOSSES = ("dice_bce_iou", "dice_ce")
@@ -71,6 +77,20 @@ class DecoderFineTuner(pl.LightningModule):
         dice_weight: weight of the Dice loss.
         bce_weight: weight of the BCE loss.
         iou_weight: weight of the IoU-prediction MSE.
+        prompts: the prompt mix of training (``module.prompts``; :mod:`sam4med.prompts.training_mix`): a preset
+            (``box``, the default: box only; ``mixed``) or a mapping kind -> probability. The samples draw
+            the kinds (the train job hands the mix to the datamodule); kept here as plain data in every checkpoint.
+        iterations: corrective clicks per training object after the first prediction (``module.iterations``,
+            0: none). Each adds one click from the error of the object's current prediction
+            (:mod:`sam4med.training.iterations`); the loss is the mean over the first prediction and every
+            iteration.
+        iteration_mask_input: give each iteration the chosen low-resolution logits of the one before
+            (detached) as SAM's mask prompt, as SAM's own training does.
+        train: which parts learn (``module.train``, :class:`~sam4med.models.finetuned.Trained`): ``decoder``
+            (the default), ``decoder+prompt_encoder``, or ``lora`` (the decoder plus LoRA adapters on the
+            image encoder's attention projections; needs ``dataset.input_mode=online``). Every other
+            parameter is frozen (no gradient, not in the optimizer, not in checkpoints).
+        lora: the adapters' settings (``module.lora``: rank, alpha, dropout, targets), used with ``lora``.
         run_config: the resolved config of the run (plain data), kept in checkpoints so that a
             checkpoint says how it was made (``sam4med.export`` rebuilds the base model from it).
         training_data: the content hashes of the training and validation images and the data settings
@@ -90,6 +110,11 @@ class DecoderFineTuner(pl.LightningModule):
         dice_weight: float = 1.0,
         bce_weight: float = 1.0,
         iou_weight: float = 1.0,
+        prompts: PromptMix | str | dict = BOX_ONLY,
+        iterations: int = 0,
+        iteration_mask_input: bool = True,
+        train: Trained | str = Trained.DECODER,
+        lora: LoraSettings | dict[str, Any] | None = None,
         run_config: dict[str, Any] | None = None,
         training_data: TrainingData | None = None,
     ) -> None:
@@ -100,6 +125,15 @@ class DecoderFineTuner(pl.LightningModule):
         self.loss_name, self.train_token = loss, TrainToken.parse(train_token)
         self.train_multimask = self.multimask.multimask_output and self.train_token is TrainToken.SCORED
         self.dice_ce = DiceCELoss(sigmoid=True, squared_pred=True, reduction="mean")
+        self.prompts = PromptMix.parse(prompts)
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+            raise ConfigError(
+                f"module.iterations={iterations!r}: must be an integer >= 0 (corrective clicks per object after the "
+                "first prediction; 0 trains on the first prediction only)"
+            )
+        if not isinstance(iteration_mask_input, bool):
+            raise ConfigError(f"module.iteration_mask_input={iteration_mask_input!r}: must be true or false")
+        self.iterations, self.iteration_mask_input = iterations, iteration_mask_input
         self.save_hyperparameters(
             {
                 "multimask": self.multimask.value,
@@ -108,56 +142,137 @@ class DecoderFineTuner(pl.LightningModule):
                 "dice_weight": dice_weight,
                 "bce_weight": bce_weight,
                 "iou_weight": iou_weight,
+                "prompts": self.prompts.to_config(),
+                "iterations": iterations,
+                "iteration_mask_input": iteration_mask_input,
                 "run_config": dict(run_config or {}),
             },
             logger=False,  # the run config reaches the loggers once, from the train job
         )
+        self.trained = Trained.parse(train)
+        self.lora = LoraSettings.from_config(lora) if self.trained is Trained.LORA else None
         self.model = model
         self.model.freeze_encoders()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.dice_weight, self.bce_weight, self.iou_weight = dice_weight, bce_weight, iou_weight
         self.training_data = training_data
-        self.base_weights = {
+        self.base_weights = {  # before any adapter is added: the hashes of the plain base parts
             "image_encoder": model.module_hash(model.image_encoder),
             "prompt_encoder": model.module_hash(model.prompt_encoder),
             "mask_decoder": model.module_hash(model.mask_decoder),
         }
+        if self.trained is Trained.DECODER_PROMPT_ENCODER:
+            self.model.prompt_encoder.requires_grad_(True)
+        if self.lora is not None:
+            adapters.inject(self.model.image_encoder, self.lora, self.model.name)
+            self.model.encoder_changed()
+            self.train(self.training)
+
+    def train(self, mode: bool = True) -> DecoderFineTuner:
+        """Train or eval mode; with LoRA the frozen image encoder stays in eval mode (BatchNorm statistics
+        fixed) and only the adapters' dropout follows ``mode``.
+        """
+        super().train(mode)
+        if getattr(self, "lora", None) is not None:
+            adapters.set_train(self.model.image_encoder, mode)
+        return self
+
+    def setup(self, stage: str) -> None:
+        """Refuse, before any work, LoRA on cached embeddings (the encoder changes every step) and a trained
+        prompt encoder under DDP without ``find_unused_parameters``: a box prompt uses only the box-corner
+        embeddings, so DDP would wait for gradients of the point and mask embeddings that never come.
+        """
+        datamodule = getattr(self._trainer, "datamodule", None)
+        mode = getattr(datamodule, "input_mode", "online")
+        if self.trained is Trained.LORA and mode != "online":
+            raise ConfigError(
+                f"module.train=lora trains the image encoder, so its embeddings change every step and cannot come "
+                f"from the embedding cache, but dataset.input_mode is '{mode}': set dataset.input_mode=online"
+            )
+        strategy = getattr(self._trainer, "strategy", None)
+        ddp_kwargs = getattr(strategy, "_ddp_kwargs", None)  # Lightning's DDPStrategy keeps its DDP arguments here
+        unused = isinstance(ddp_kwargs, dict) and ddp_kwargs.get("find_unused_parameters", False)
+        if self.trained is Trained.DECODER_PROMPT_ENCODER and isinstance(ddp_kwargs, dict) and not unused:
+            raise ConfigError(
+                "module.train=decoder+prompt_encoder under DDP needs trainer.strategy.find_unused_parameters=true: "
+                "each prompt kind uses only some of the prompt encoder's embeddings"
+            )
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters the optimizer updates (``train``): the decoder's (and the prompt encoder's or adapters')."""
+        if self.trained is Trained.DECODER:
+            return list(self.model.mask_decoder.parameters())
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     def forward(
-        self, embeddings: torch.Tensor, boxes: torch.Tensor, multimask_output: bool | None = None
+        self,
+        embeddings: torch.Tensor,
+        prompts: torch.Tensor | Sequence[ObjectPrompt],
+        multimask_output: bool | None = None,
+        mask_input: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits B x M x S x S (model-input space) and IoU predictions B x M for B box prompts.
+        """Logits B x M x S x S (model-input space) and IoU predictions B x M for B prompts.
 
         Args:
             embeddings: B x C x h x w image embeddings, one per prompt.
-            boxes: B x 4 XYXY boxes in model-input pixels.
+            prompts: B x 4 XYXY boxes in model-input pixels (box prompts), or B :class:`ObjectPrompt`
+                (:func:`~sam4med.training.iterations.batch_prompts`).
             multimask_output: the three multimask outputs (M = 3) or the single one (M = 1); None
                 means the outputs that are trained.
+            mask_input: B x 1 x 4h x 4w low-resolution logits given as SAM's mask prompt, or None.
+        """
+        logits, ious = self.decode_prompts(embeddings, prompts, multimask_output, mask_input)
+        return self._upsample(logits), ious
+
+    def decode_prompts(
+        self,
+        embeddings: torch.Tensor,
+        prompts: torch.Tensor | Sequence[ObjectPrompt],
+        multimask_output: bool | None = None,
+        mask_input: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Low-resolution logits B x M x 4h x 4w and IoU predictions B x M (arguments as :meth:`forward`).
+
+        Each object is decoded on its own with exactly its prompt's points and box (no padding point
+        beyond the one SAM's prompt encoder adds to a prompt without a box), as the evaluation decodes it.
         """
         if multimask_output is None:
             multimask_output = self.train_multimask
+        if isinstance(prompts, torch.Tensor):
+            prompts = boxes_only(prompts)
         logits, ious = [], []
-        for embedding, box in zip(embeddings, boxes, strict=True):
+        for index, (embedding, prompt) in enumerate(zip(embeddings, prompts, strict=True)):
+            has_points = len(prompt.labels) > 0
             out = self.model.decode(
                 embedding,
-                point_coords=None,
-                point_labels=None,
-                boxes=box[None],
+                point_coords=prompt.points[None] if has_points else None,
+                point_labels=prompt.labels[None] if has_points else None,
+                boxes=prompt.box[None] if prompt.box is not None else None,
                 multimask_output=multimask_output,
+                mask_input=mask_input[index : index + 1] if mask_input is not None else None,
             )
             logits.append(out.low_res_logits[0])
             ious.append(out.iou_predictions[0])
+        return torch.stack(logits), torch.stack(ious)
+
+    def _upsample(self, logits: torch.Tensor) -> torch.Tensor:
+        """B x M x h x w low-resolution logits -> B x M x S x S model-input logits (bilinear)."""
         size = self.model.preprocessing.img_size
-        logits_t = torch.stack(logits)
-        if logits_t.shape[-1] != size:
-            logits_t = F.interpolate(logits_t, (size, size), mode="bilinear", align_corners=False)
-        return logits_t, torch.stack(ious)
+        if logits.shape[-1] != size:
+            logits = F.interpolate(logits, (size, size), mode="bilinear", align_corners=False)
+        return logits
 
     def embeddings(self, batch: dict[str, Any]) -> torch.Tensor:
-        """B x C x h x w embeddings: cached ones from the batch, or the frozen encoder run now (online mode)."""
+        """B x C x h x w embeddings: cached ones from the batch, or the encoder run now (online mode): frozen
+        (no gradient), or with LoRA with gradients through the adapters while gradients are on (training).
+        """
         if "embedding" in batch:
+            if self.trained is Trained.LORA:
+                raise ConfigError("module.train=lora cannot use cached embeddings: set dataset.input_mode=online")
             return batch["embedding"]
+        if self.trained is Trained.LORA and torch.is_grad_enabled():
+            return self.model.encode_with_grad(batch["image"])
         return self.model.encode(batch["image"])  # no_grad inside
 
     def _original(self, logits: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -192,20 +307,61 @@ class DecoderFineTuner(pl.LightningModule):
         return loss, {"mask_loss": loss}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """Dice + BCE + IoU-MSE on one batch."""
-        loss, parts = self._loss(*self(self.embeddings(batch), batch["box"]), batch)
+        """Dice + BCE + IoU-MSE on one batch; with ``iterations``, the mean over the first prediction and
+        each corrective click's.
+        """
+        loss, parts = self._iterated_loss(self.embeddings(batch), batch)
         bs = len(batch["box"])
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=bs)
         return loss
 
+    def _iterated_loss(
+        self, embeddings: torch.Tensor, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of the batch's prompts, then of ``iterations`` corrective clicks (see the class docs).
+
+        Clicks are placed without gradient from the output the evaluation would choose, at original
+        resolution (:mod:`sam4med.training.iterations`); the mask prompt is that output's detached
+        low-resolution logits. So gradients reach the trained parameters through each prediction's own
+        decoding only, never through a click or an earlier prediction.
+        """
+        prompts = batch_prompts(batch)
+        low_res, ious = self.decode_prompts(embeddings, prompts)
+        loss, parts = self._loss(self._upsample(low_res), ious, batch)
+        if not self.iterations:
+            return loss, parts
+        preprocessing = self.model.preprocessing
+        seeds = batch["seed"].tolist() if "seed" in batch else [0] * len(prompts)
+        for click in range(2, self.iterations + 2):
+            chosen, predictions = chosen_outputs(low_res, ious, batch["gt"], preprocessing, self.multimask)
+            prompts = corrective_clicks(
+                prompts,
+                predictions,
+                batch["gt"],
+                seeds=seeds,
+                object_keys=batch["object_key"],
+                click=click,
+                preprocessing=preprocessing,
+            )
+            mask_input = chosen if self.iteration_mask_input else None
+            low_res, ious = self.decode_prompts(embeddings, prompts, mask_input=mask_input)
+            step_loss, step_parts = self._loss(self._upsample(low_res), ious, batch)
+            loss = loss + step_loss
+            parts = {k: v + step_parts[k] for k, v in parts.items()}
+        count = self.iterations + 1
+        return loss / count, {k: v / count for k, v in parts.items()}
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Loss, and Dice at original resolution under the evaluation protocol (no jitter, logit > 0)."""
+        """Loss, and Dice at original resolution under the evaluation protocol (no jitter, logit > 0), on the
+        batch's prompts (boxes: validation samples are box-only) without corrective clicks.
+        """
         embeddings = self.embeddings(batch)
-        logits, iou_pred = self(embeddings, batch["box"])
+        prompts = batch_prompts(batch)
+        logits, iou_pred = self(embeddings, prompts)
         loss, _ = self._loss(logits, iou_pred, batch)
         if self.multimask.multimask_output != self.train_multimask:  # scored outputs differ from trained ones
-            logits, iou_pred = self(embeddings, batch["box"], multimask_output=self.multimask.multimask_output)
+            logits, iou_pred = self(embeddings, prompts, multimask_output=self.multimask.multimask_output)
         scores = []
         for logit, ious, gt in zip(logits, iou_pred, batch["gt"], strict=True):
             masks = (self._original(logit, tuple(gt.shape)) > 0)[None].cpu().numpy()  # 1 x M x H x W
@@ -217,22 +373,26 @@ class DecoderFineTuner(pl.LightningModule):
         self.log("val/dice", float(np.mean(scores)), prog_bar=True, batch_size=bs, sync_dist=True)
 
     def configure_optimizers(self) -> Any:
-        """The partial optimizer (and scheduler) over the decoder's parameters."""
-        optimizer = self.optimizer_factory(params=self.model.mask_decoder.parameters())
+        """The partial optimizer (and scheduler) over the trained parameters (:meth:`trainable_parameters`)."""
+        optimizer = self.optimizer_factory(params=self.trainable_parameters())
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep only what was trained (the decoder), plus hashes of the frozen base weights and (as plain
-        data) the training data record.
+        """Keep only what was trained (the decoder; the prompt encoder or the LoRA matrices where trained), plus
+        which parts (``train``), the adapters' settings, hashes of the base weights and (as plain data) the
+        training data record.
         """
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(TRAINED_PREFIX)}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if self.trained.keeps(k)}
         checkpoint["sam4med"] = {
             "backbone": self.model.name,
             "base_weights": self.base_weights,
             "weights_source": self.model.weights_source,
+            "train": self.trained.value,
         }
+        if self.lora is not None:
+            checkpoint["sam4med"]["lora"] = self.lora.to_dict()
         if self.training_data is not None:
             checkpoint["sam4med"]["training_data"] = self.training_data.to_dict()
 
@@ -270,8 +430,17 @@ class DecoderFineTuner(pl.LightningModule):
                     f"{part.replace('_', ' ')} weights ({expected} vs {self.base_weights[part]})"
                 )
         self._check_resumed_data(meta.get("training_data"))
+        recorded_train = meta.get("train", Trained.DECODER.value)
+        recorded_lora = meta.get("lora")
+        if recorded_train != self.trained.value or (self.lora is not None and recorded_lora != self.lora.to_dict()):
+            raise CheckpointError(
+                f"the checkpoint to resume from trained module.train={recorded_train}"
+                f"{f' with module.lora={recorded_lora}' if recorded_lora else ''}, this run "
+                f"module.train={self.trained.value}{f' with module.lora={self.lora.to_dict()}' if self.lora else ''}; "
+                "resume with the settings it was trained under, or start a new run folder without ckpt_path"
+            )
         own = self.state_dict()
         checkpoint["state_dict"] = {
-            **{k: v for k, v in own.items() if not k.startswith(TRAINED_PREFIX)},
+            **{k: v for k, v in own.items() if not self.trained.keeps(k)},
             **checkpoint["state_dict"],
         }
