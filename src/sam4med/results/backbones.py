@@ -54,7 +54,7 @@ from sam4med.results.statistics import (
     sign_test,
     small_n,
 )
-from sam4med.results.sweep_page import RUN_COLOURS
+from sam4med.results.sweep_page import run_bars
 from sam4med.results.tables import check_complete, click_count, markdown_table, strategy_order
 from sam4med.run_files import ResultsFolder, RunFolder
 
@@ -414,31 +414,17 @@ def backbone_means(table: pd.DataFrame, labels: list[str]) -> Figure:
     overall = table[table["target"] == ALL_TARGETS]
     names = phases(overall)
     order = strategy_order(overall)
-    width = 0.8 / len(labels)
     fig, axes = plt.subplots(
         1, len(names), figsize=(1.5 + (0.9 + 0.25 * len(labels)) * len(order) * len(names), 3.8), squeeze=False
     )
-    x = np.arange(len(order))
     for ax, phase in zip(axes[0], names, strict=True):
         rows = overall[overall["phase"] == phase].set_index("strategy").reindex(order)
-        for k, b in enumerate(labels):
+        bars = []
+        for b in labels:
             mean = rows[f"dice_{b}"].to_numpy(dtype=float)
             low, high = rows[f"dice_{b}_ci_low"].to_numpy(dtype=float), rows[f"dice_{b}_ci_high"].to_numpy(dtype=float)
-            yerr = np.nan_to_num(np.vstack([mean - low, high - mean]).clip(min=0))
-            ax.bar(
-                x + (k - (len(labels) - 1) / 2) * width,
-                mean,
-                width,
-                yerr=yerr,
-                capsize=2,
-                color=RUN_COLOURS[k % len(RUN_COLOURS)],
-                label=b,
-                error_kw={"elinewidth": 0.8, "ecolor": "#333333"},
-            )
-        ax.set_xticks(x, order)
-        ax.set_ylim(0, 1.05)
-        ax.set_title(label(phase), fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
+            bars.append((b, mean, np.nan_to_num(np.vstack([mean - low, high - mean]).clip(min=0))))
+        run_bars(ax, order, bars, title=label(phase))
     axes[0, 0].set_ylabel("mean Dice")
     methods = "/".join(sorted({m for b in labels for m in overall[f"dice_{b}_ci_method"].dropna().astype(str)} - {""}))
     units = " or ".join(f"{u}s" for u in sorted(set(overall["unit"].astype(str))))

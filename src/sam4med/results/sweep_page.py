@@ -25,6 +25,31 @@ from sam4med.run_files import ResultsFolder
 RUN_COLOURS = ("#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
+def run_bars(
+    ax: plt.Axes, order: Sequence[str], bars: Sequence[tuple[str, np.ndarray, np.ndarray]], *, title: str
+) -> None:
+    """Mean Dice per strategy of ``order`` on ``ax``, one bar per run side by side: ``bars`` holds per run its
+    label, its means and its error bars (one value or 2 x S lower/upper lengths per strategy, in ``order``).
+    """
+    x = np.arange(len(order))
+    width = 0.8 / len(bars)
+    for k, (name, mean, yerr) in enumerate(bars):
+        ax.bar(
+            x + (k - (len(bars) - 1) / 2) * width,
+            mean,
+            width,
+            yerr=yerr,
+            capsize=2,
+            color=RUN_COLOURS[k % len(RUN_COLOURS)],
+            label=name,
+            error_kw={"elinewidth": 0.8, "ecolor": "#333333"},
+        )
+    ax.set_xticks(x, order)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+
+
 def sweep_means(frame: pd.DataFrame) -> Figure:
     """Mean Dice per strategy over all object instances, runs side by side (``frame`` has a ``run`` column).
 
@@ -33,30 +58,15 @@ def sweep_means(frame: pd.DataFrame) -> Figure:
     runs = list(dict.fromkeys(frame["run"]))
     order = strategy_order(frame)
     names = phases(frame)
-    width = 0.8 / len(runs)
     fig, axes = plt.subplots(
         1, len(names), figsize=(1.5 + (0.9 + 0.25 * len(runs)) * len(order) * len(names), 3.8), squeeze=False
     )
-    x = np.arange(len(order))
     for ax, phase in zip(axes[0], names, strict=True):
         grouped = frame[frame["phase"] == phase].groupby(["strategy", "run"], sort=False)["dice"]
         mean = grouped.mean().unstack("run").reindex(index=order, columns=runs)
         std = grouped.std(ddof=0).unstack("run").reindex(index=order, columns=runs)
-        for k, run in enumerate(runs):
-            ax.bar(
-                x + (k - (len(runs) - 1) / 2) * width,
-                mean[run].to_numpy(),
-                width,
-                yerr=std[run].to_numpy(),
-                capsize=2,
-                color=RUN_COLOURS[k % len(RUN_COLOURS)],
-                label=run,
-                error_kw={"elinewidth": 0.8, "ecolor": "#333333"},
-            )
-        ax.set_xticks(x, order)
-        ax.set_ylim(0, 1.05)
-        ax.set_title(label(phase), fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
+        bars = [(run, mean[run].to_numpy(), std[run].to_numpy()) for run in runs]
+        run_bars(ax, order, bars, title=label(phase))
     axes[0, 0].set_ylabel("mean Dice")
     fig.suptitle("Mean Dice per strategy, runs side by side (error bars: one std)", fontsize=10, x=0.02, ha="left")
     handles, labels = axes[0, 0].get_legend_handles_labels()
