@@ -59,3 +59,23 @@ def test_killed_from_outside_mid_way_then_resumed(reference, tmp_path):
     assert 0 < len(list((root / "images").glob("*.png"))) < len([k for k in expected if k.startswith("images/")])
     VolumePreparer(**preparer_settings(inputs))(root)
     assert files(root) == expected
+
+
+def test_two_processes_preparing_one_folder_take_turns(reference, tmp_path):
+    """The jobs of a sweep start together: one prepares, the other waits and reads the finished folder."""
+    inputs, expected, writes = reference
+    root = tmp_path / "out"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(HELPER), str(inputs), str(root), "slow"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [proc.communicate(timeout=HANG_TIMEOUT_S) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert sorted(int(out.split()[-1]) for out, _ in outputs) == [0, writes]  # one wrote it all, the other nothing
+    assert files(root) == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the lock file went with the last holder

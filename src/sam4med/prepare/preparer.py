@@ -17,6 +17,7 @@ from sam4med.dataset_format import DatasetInfo, ImageRecord, LabelMap, read_info
 from sam4med.errors import ConfigError, DataError
 from sam4med.prepare.inputs import file_stem, find_inputs, safe_id
 from sam4med.prepare.labels import LabelSpec
+from sam4med.prepare.lock import preparation_lock
 from sam4med.prepare.rules import SliceRules
 from sam4med.prepare.writer import DatasetWriter, Input, Part, is_complete, label_maps_from, log_counts, run_inputs
 
@@ -48,11 +49,23 @@ class Preparer:
         raise NotImplementedError
 
     def __call__(self, root: str | Path) -> Path:
-        """Prepare into ``root`` unless it is complete; returns ``root``."""
+        """Prepare into ``root`` unless it is complete; returns ``root``.
+
+        Processes that prepare the same folder at once (the jobs of a sweep) take turns
+        (:func:`~sam4med.prepare.lock.preparation_lock`): the first prepares, the others then find it
+        complete.
+        """
         root = Path(root)
         if is_complete(root):
             self.check_same_settings(root)
             return root
+        with preparation_lock(root):
+            if is_complete(root):  # another process finished it while this one waited
+                self.check_same_settings(root)
+                return root
+            return self._prepare(root)
+
+    def _prepare(self, root: Path) -> Path:
         start = time.perf_counter()
         inputs = self.inputs()
         settings = self.settings()
