@@ -268,22 +268,29 @@ def _columns(labels: list[str], reference: str) -> list[str]:
     return [*head, *means, *deltas]
 
 
+def mean_columns(rows: pd.DataFrame, label_: str, statistics: StatisticsSettings) -> dict[str, object]:
+    """``dice_<label>`` (the mean of column ``dice_<label>`` over ``rows``, one per object) with its interval
+    columns, and the row's ``unit``, ``n_units`` and ``small_n``.
+    """
+    mean = mean_interval(rows, _dice(label_), statistics)
+    return {
+        "unit": mean.unit,
+        "n_units": mean.n_units,
+        "small_n": small_n(mean.n_units),
+        f"dice_{label_}": mean.mean,
+        f"dice_{label_}_ci_low": mean.ci_low,
+        f"dice_{label_}_ci_high": mean.ci_high,
+        f"dice_{label_}_ci_method": mean.ci_method,
+    }
+
+
 def _row(
     rows: pd.DataFrame, labels: list[str], reference: str, statistics: StatisticsSettings, targets: pd.DataFrame | None
 ) -> dict:
     """The statistics of one table row over ``rows`` (one per object, a Dice column per label)."""
     out: dict[str, object] = {"reference": reference, "n": len(rows)}
     for b in labels:
-        mean = mean_interval(rows, _dice(b), statistics)
-        out.update({"unit": mean.unit, "n_units": mean.n_units, "small_n": small_n(mean.n_units)})
-        out.update(
-            {
-                f"dice_{b}": mean.mean,
-                f"dice_{b}_ci_low": mean.ci_low,
-                f"dice_{b}_ci_high": mean.ci_high,
-                f"dice_{b}_ci_method": mean.ci_method,
-            }
-        )
+        out.update(mean_columns(rows, b, statistics))
     for o in labels:
         if o == reference:
             continue
@@ -363,7 +370,7 @@ def backbone_table(
     return pd.DataFrame(rows, columns=_columns(labels, reference))
 
 
-def _mean_text(mean: float, low: float, high: float, n_units: float) -> str:
+def mean_text(mean: float, low: float, high: float, n_units: float) -> str:
     """A mean with its interval as printed: ``0.612 [0.580, 0.640]``, ``†`` with few units, none below 5."""
     if not np.isfinite(mean):
         return ""
@@ -389,7 +396,7 @@ def shown_table(table: pd.DataFrame, labels: list[str], *, strategy_column: bool
         shown.update({"n": row["n"], "left out": row["excluded"], "units": units})
         for b in labels:
             name = f"{b} (reference)" if b == reference else b
-            shown[name] = _mean_text(row[f"dice_{b}"], row[f"dice_{b}_ci_low"], row[f"dice_{b}_ci_high"], n_units)
+            shown[name] = mean_text(row[f"dice_{b}"], row[f"dice_{b}_ci_low"], row[f"dice_{b}_ci_high"], n_units)
         for o in labels:
             if o == reference:
                 continue

@@ -28,6 +28,7 @@ from omegaconf import DictConfig
 from sam4med.results.backbones import write_backbone_tables
 from sam4med.results.comparison import ALL_TARGETS
 from sam4med.results.folds import write_fold_tables
+from sam4med.results.regimes import group_runs, write_regime_tables
 from sam4med.results.statistics import StatisticsSettings, notes, pair, paired_delta, sign_test
 from sam4med.results.sweep_page import write_sweep_report
 from sam4med.results.tables import check_complete, markdown_table, strategy_order
@@ -186,7 +187,9 @@ def write_sweep_tables(
     :func:`~sam4med.results.sweep_page.write_sweep_report`). ``statistics``: the settings of
     ``sweep_stats`` and ``backbones`` (None: the defaults). When every run has its own backbone, also
     ``backbones`` and ``figures/backbones`` (:func:`~sam4med.results.backbones.write_backbone_tables`, every
-    backbone against ``reference``, None: the first run's).
+    backbone against ``reference``, None: the first run's); otherwise, when the runs are regimes x seeds,
+    ``regimes`` and ``figures/regimes`` (:func:`~sam4med.results.regimes.write_regime_tables`, every regime
+    against ``reference``).
     """
     sweep_dir = Path(sweep_dir)
     runs = find_runs(sweep_dir)
@@ -229,6 +232,13 @@ def write_sweep_tables(
         paths.update(backbones.paths)
         shown.update(backbones.tables)
         figures, page_notes = [backbones.figure], {next(iter(backbones.tables)): backbones.notes}
+    else:  # runs of several regimes x seeds (train.py -m experiment=regimes): sam4med.results.regimes
+        grouping = group_runs(labels, {run: _overrides(run) for run in runs}, {run: run_seed(run) for run in runs})
+        regimes = write_regime_tables(sweep_dir, frame, labels, grouping, statistics=statistics, reference=reference)
+        if regimes is not None:
+            paths.update(regimes.paths)
+            shown.update(regimes.tables)
+            figures, page_notes = list(regimes.figures), {next(iter(regimes.tables)): regimes.notes}
     paths["report"] = write_sweep_report(sweep_dir, frame, shown, runs_line, figures=figures, notes=page_notes)
     # the folds of one k-fold (dataset.folds): folds.csv, folds_pooled.csv, folds.md (sam4med.results.folds)
     paths.update(write_fold_tables(sweep_dir, runs))
@@ -252,7 +262,9 @@ class MergeSweepResults(Callback):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Merge the runs of a multirun sweep into its side-by-side tables.")
     parser.add_argument("sweep_dir", help="the sweep folder (holding <job>/results/metrics.csv)")
-    parser.add_argument("--reference", help="the backbone the others are compared with (default: the first run's)")
+    parser.add_argument(
+        "--reference", help="the backbone or regime the others are compared with (default: the first run's)"
+    )
     arguments = parser.parse_args()
     for written in write_sweep_tables(arguments.sweep_dir, reference=arguments.reference).values():
         print(written)
