@@ -39,7 +39,7 @@ train: setup
 	$(PY) train.py
 
 lint: setup
-	$(PY) -m ruff check src tests benchmarks train.py evaluate.py prepare.py
+	$(PY) -m ruff check src tests benchmarks train.py evaluate.py prepare.py predict.py
 
 test: setup lint
 	$(PY) -m pytest

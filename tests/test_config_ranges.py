@@ -27,6 +27,7 @@ NO_MODEL = ["model=vit_b", "model.checkpoint=/nonexistent/sam_vit_b.pth", "datas
         ("evaluate", "compute.prompts_per_call=0", "compute.prompts_per_call=0: must be an integer >= 1 or null"),
         ("evaluate", "dataset.fractions=[0.5,0.5]", "dataset.fractions=[0.5, 0.5]: must be three numbers in [0, 1]"),
         ("evaluate", "evaluation.overlays=-1", "evaluation.overlays=-1: must be an integer >= 0"),
+        ("train", "metrics.nsd_tolerance=-1", "metrics.nsd_tolerance=-1: must be a number >= 0"),
         ("prepare", "dataset.preparer.n_images=0", "dataset.preparer.n_images=0: must be an integer >= 1"),
     ],
 )

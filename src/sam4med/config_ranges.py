@@ -90,6 +90,7 @@ RANGES: dict[str, Range] = {
     "evaluation.overlays": NONNEGATIVE_COUNT,
     "evaluation.interactive.clicks": COUNT,
     "statistics.resamples": COUNT,
+    "metrics.nsd_tolerance": Range(0),  # mm, or pixels without spacing
     # training
     "module.dice_weight": WEIGHT,
     "module.bce_weight": WEIGHT,

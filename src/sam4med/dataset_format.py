@@ -47,6 +47,11 @@ MANIFEST_COLUMNS = ("image_id", "source", "slice_index", "modality", "spacing_x"
 PREPARED_COLUMNS = ("height", "width", "source_file", "objects")
 
 
+def label_dtype(largest: int) -> type[np.unsignedinteger]:
+    """The dtype of a label image whose largest value is ``largest``: uint8 up to 255, uint16 above."""
+    return np.uint8 if largest <= 255 else np.uint16
+
+
 @dataclass(frozen=True)
 class LabelMap:
     """One label-map layer: its folder name under ``labels/`` and label value -> object name."""

@@ -107,6 +107,11 @@ def write_text(path: Path, text: str, *, unique_tmp: bool = False) -> None:
     _write_with(path, lambda handle: handle.write(text.encode("utf-8")), unique_tmp)
 
 
+def write_bytes(path: Path, data: bytes, *, unique_tmp: bool = False) -> None:
+    """Write a binary file (e.g. a NIfTI image's bytes) atomically; ``unique_tmp`` as in :func:`write_text`."""
+    _write_with(path, lambda handle: handle.write(data), unique_tmp)
+
+
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
     """Write a CSV file (header ``columns``, Unix line ends) atomically."""
     buffer = io.StringIO()

@@ -84,6 +84,25 @@ class ResultsFolder:
         return self.path / "overlays"
 
     @property
+    def predictions(self) -> Path:
+        """Each scored image's predicted masks per phase and strategy (``<phase>/<strategy>/<image_id>.npz``), kept
+        for the saved masks and the volume scores (``sam4med.evaluation.predictions``).
+        """
+        return self.path / "predictions"
+
+    @property
+    def masks(self) -> Path:
+        """Saved masks (``outputs.masks``): ``<phase>/<strategy>/<label map>/<image_id>.png`` and, for volumes,
+        ``<phase>/<strategy>/<label map>/<volume>.nii.gz``.
+        """
+        return self.path / "masks"
+
+    @property
+    def volume_metrics(self) -> Path:
+        """Per source volume x structure x phase x strategy: 3D Dice, HD95, NSD and the slice coverage."""
+        return self.table("volume_metrics")
+
+    @property
     def report(self) -> Path:
         """The self-contained HTML page of the run."""
         return self.path / "report.html"

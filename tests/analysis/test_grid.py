@@ -146,7 +146,7 @@ def test_max_images_takes_the_first_images_of_the_split(analysis_input):
 def _row(image: str, key: str, dice: float, empty: bool) -> ObjectResult:
     return ObjectResult(
         phase=Phase.FINETUNED, strategy="S1", target="t", modality="m", object="o", image_id=image, object_key=key,
-        dice=dice, iou=dice, hd=1.0, hd95=1.0, hd_unit="px", score=0.5, empty=empty, source="s",
+        dice=dice, iou=dice, hd=1.0, hd95=1.0, hd_unit="px", score=0.5, nsd=dice, empty=empty, source="s",
     )  # fmt: skip
 
 

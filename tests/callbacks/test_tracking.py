@@ -48,6 +48,7 @@ def test_tensorboard_and_offline_wandb_receive_results(tmp_path, monkeypatch):
     # CSV logger: the same metric names
     csv = pd.read_csv(next((run / "logs").glob("version_*/metrics.csv")))
     names = {"zero_shot/S5/dice", "finetuned/S5/dice", "delta/S5/dice", "zero_shot/S5/hd_mm", "finetuned/S4/hd_mm"}
+    names |= {"zero_shot/S5/nsd", "finetuned/S5/nsd", "delta/S5/nsd"}  # NSD beside Dice
     assert names <= set(csv.columns)
     assert not any(c.endswith("/hd") for c in csv.columns)  # a distance always names its unit
 
@@ -71,6 +72,7 @@ def test_tensorboard_and_offline_wandb_receive_results(tmp_path, monkeypatch):
         chart.title: list(chart.multiline.tag) for layout in layouts for cat in layout.category for chart in cat.chart
     }
     assert charts["S5 dice"] == ["zero_shot/S5/dice", "finetuned/S5/dice"]
+    assert charts["S5 nsd"] == ["zero_shot/S5/nsd", "finetuned/S5/nsd"]
     session_metrics = set()
     for f in event_files:
         for value in _summaries(f, hparams_metadata.PLUGIN_NAME):

@@ -298,7 +298,7 @@ def test_an_allowed_mismatch_is_scored_logged_and_written_into_the_results(train
         results = evaluate_model(config("allowed", ["dataset.split_seed=1", "allow_mismatch=[split_seed]"]))
     meta = json.loads((results / "summary.json").read_text())["meta"]
     assert meta["allowed_mismatch"] == "dataset.split_seed=1 (trained with 0)"
-    assert (meta["prompt_rules"], meta["metric_rules"]) == (1, 1)
+    assert (meta["prompt_rules"], meta["metric_rules"]) == (1, 2)
     assert "allowed mismatch with the checkpoint's training (allow_mismatch): dataset.split_seed=1" in caplog.text
     assert "dataset.split_seed=1 (trained with 0)" in (results / "report.html").read_text()
     assert "allowed_mismatch: dataset.split_seed=1 (trained with 0)" in (results / "comparison.md").read_text()

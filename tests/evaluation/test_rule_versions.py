@@ -57,9 +57,9 @@ def score(model, dataset, tmp_path, *, log=True, store=None, name="run"):
     )
 
 
-def test_rule_versions_are_one_and_one():
-    assert RULES == {"prompt_rules": 1, "metric_rules": 1}
-    assert describe(RULES) == "prompt rules 1, metric rules 1"
+def test_rule_versions_are_one_and_two():
+    assert RULES == {"prompt_rules": 1, "metric_rules": 2}
+    assert describe(RULES) == "prompt rules 1, metric rules 2"
     assert describe({"prompt_rules": 1}) == "prompt rules 1, metric rules none"
 
 
@@ -74,7 +74,7 @@ def test_log_lines_of_another_rule_version_are_dropped_with_one_warning_and_scor
     # one image's lines as a later metric version wrote them, the other's as before versions (and `source`) existed
     first_image = [json.loads(line)["image_id"] == "syn0000" for line in lines]
     edited = [
-        {**json.loads(line), "metric_rules": 2}
+        {**json.loads(line), "metric_rules": 3}
         if mine
         else {k: v for k, v in json.loads(line).items() if k not in (*RULES, "source")}
         for line, mine in zip(lines, first_image, strict=True)
@@ -87,8 +87,8 @@ def test_log_lines_of_another_rule_version_are_dropped_with_one_warning_and_scor
     warned = [r.getMessage() for r in caplog.records if "rule versions" in r.getMessage()]
     n_new, n_old = sum(first_image), len(lines) - sum(first_image)
     assert warned == [
-        f"{log}: dropped {len(lines)} rows made under other rule versions ({n_new} of prompt rules 1, metric rules 2; "
-        f"{n_old} of prompt rules none, metric rules none; this sam4med: prompt rules 1, metric rules 1): rows of "
+        f"{log}: dropped {len(lines)} rows made under other rule versions ({n_new} of prompt rules 1, metric rules 3; "
+        f"{n_old} of prompt rules none, metric rules none; this sam4med: prompt rules 1, metric rules 2): rows of "
         "other prompt or metric rules are never reused, their images are scored again"
     ]
     assert sorted(log.read_text().splitlines()) == sorted(lines)  # rewritten: only rows of this version
@@ -114,7 +114,7 @@ def test_zero_shot_store_files_record_the_versions_and_another_version_is_scored
     assert store.outdated == 2
     assert (
         f"zero_shot: 2 (image, strategy) results in {tmp_path / 'shared'} were made under other rule versions "
-        "(this sam4med: prompt rules 1, metric rules 1) and were scored again, never reused"
+        "(this sam4med: prompt rules 1, metric rules 2) and were scored again, never reused"
     ) in caplog.text
     assert "unusable" not in caplog.text  # outdated, not damaged
     assert {path: json.loads(path.read_text()) for path in files} == stored  # rewritten under this version

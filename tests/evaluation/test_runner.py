@@ -77,7 +77,8 @@ def test_all_six_strategies_encode_each_image_once_and_reuse_the_cache(tiny_mode
     assert {r.strategy for r in first} == set(ALL_STRATEGIES)
     assert first == second  # bit-identical metrics from cached embeddings
     frame = to_frame(first)
-    assert not frame[["dice", "iou", "hd", "hd95", "hd_px", "hd95_px"]].isna().any().any()
+    assert not frame[["dice", "nsd", "iou", "hd", "hd95", "hd_px", "hd95_px"]].isna().any().any()
+    assert frame["nsd"].between(0, 1).all()
 
 
 def test_s1_image_without_masks_scores_zero_and_is_counted(tiny_model, dataset, tmp_path, caplog):

@@ -30,7 +30,7 @@ def result(phase, strategy, source, image, target, iou):
     return ObjectResult(
         phase=phase, strategy=strategy, target=target, modality="CT", object=target.split("-")[0],
         image_id=image, object_key=f"{image}/{target}", dice=2 * iou / (1 + iou), iou=iou, hd=3.0, hd95=2.0,
-        hd_unit="px", score=0.8, hd_px=3.0, hd95_px=2.0, candidates=3, source=source,
+        hd_unit="px", score=0.8, nsd=iou, hd_px=3.0, hd95_px=2.0, candidates=3, source=source,
     )  # fmt: skip
 
 

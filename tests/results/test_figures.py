@@ -41,6 +41,7 @@ def results(gain=0.1, images=6, source=""):
                             hd95=4.0,
                             hd_unit="mm",
                             score=0.9,
+                            nsd=dice / 1.5,
                             hd_px=10.0 + s,
                             hd95_px=8.0,
                             candidates=1,

@@ -31,6 +31,7 @@ def fold_frame(fold, phases=("zero_shot", "finetuned")):
             hd95=2.0,
             hd_unit="px",
             score=0.9,
+            nsd=0.5,
             hd_px=2.0,
             hd95_px=2.0,
             candidates=1,

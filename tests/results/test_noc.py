@@ -14,7 +14,7 @@ def click_result(phase, image, key, k, iou, *, target="Liver-CT", source="", dic
     return ObjectResult(
         phase=phase, strategy=f"I@{k}", target=target, modality="CT", object="o", image_id=image, object_key=key,
         dice=2 * iou / (1 + iou) if dice is None else dice, iou=iou, hd=1.0, hd95=1.0, hd_unit="px", score=0.5,
-        hd_px=1.0, hd95_px=1.0, candidates=3, source=source,
+        nsd=iou, hd_px=1.0, hd95_px=1.0, candidates=3, source=source,
     )  # fmt: skip
 
 
@@ -108,5 +108,5 @@ def test_an_object_without_every_click_is_a_data_error_naming_it():
 
 
 def test_no_click_rows_no_noc():
-    frame = to_frame([ObjectResult("zero_shot", "S5", "t", "CT", "o", "a", "a/1", 0.5, 0.3, 1, 1, "px", 0.5)])
+    frame = to_frame([ObjectResult("zero_shot", "S5", "t", "CT", "o", "a", "a/1", 0.5, 0.3, 1, 1, "px", 0.5, 0.4)])
     assert noc_table(frame).empty and noc_summary(noc_table(frame)).empty

@@ -51,7 +51,7 @@ def result(phase, image, key, dice, *, target="t", strategy="S5", hd=1.0, empty=
     return ObjectResult(
         phase=phase, strategy=strategy, target=target, modality="MRI", object="o", image_id=image,
         object_key=key, dice=dice, iou=dice, hd=hd, hd95=hd, hd_unit="px", score=0.5, hd_px=hd, hd95_px=hd,
-        candidates=1, empty=empty, source=source,
+        nsd=dice, candidates=1, empty=empty, source=source,
     )  # fmt: skip
 
 

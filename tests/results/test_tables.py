@@ -30,6 +30,7 @@ def row(strategy, target, image, dice, hd=10.0, modality="CT", candidates=1):
         hd95=hd,
         hd_unit="px",
         score=0.5,
+        nsd=dice,
         hd_px=hd,
         hd95_px=hd,
         candidates=candidates,
@@ -98,8 +99,10 @@ def test_distances_in_pixels_and_mm():
     a = np.zeros((30, 30), dtype=bool)
     a[5:15, 5:15] = True
     b = np.roll(a, 4, axis=1)
-    hd, hd95, hd_px, hd95_px = distances(b, a, (0.5, 2.0))
-    assert (hd_px, hd) == (pytest.approx(4.0), pytest.approx(2.0))
+    d = distances(b, a, (0.5, 2.0))
+    assert (d.hd_px, d.hd) == (pytest.approx(4.0), pytest.approx(2.0))
+    assert d.nsd == 1.0  # NSD in mm like HD: 4 columns of 0.5 mm are within the 2 mm tolerance
+    assert distances(b, a, None).nsd < 1.0  # 4 pixels are not within 2 pixels
     assert distances(b, a, (1.0, 1.0)) == distances(b, a, None)
 
 

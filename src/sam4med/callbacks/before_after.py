@@ -28,6 +28,7 @@ from sam4med.results.finish import OverlaySource, finish
 from sam4med.results.frame import to_frame
 from sam4med.results.loggers import log_metrics, phase_metrics
 from sam4med.results.statistics import StatisticsSettings
+from sam4med.results.volumes import volume_outputs
 from sam4med.results.write import write_results
 from sam4med.run_files import RunFolder
 from sam4med.training.module import DecoderFineTuner
@@ -152,6 +153,7 @@ class BeforeAfterEvaluation(Callback):
         dataset = self._datamodule(trainer).dataset(self.settings.split)
         decoders = {Phase.ZERO_SHOT: self.zero_shot_decoder, Phase.FINETUNED: None}
         extra = run_analyses(self.analyses, AnalysisInput(model, dataset, session, decoders, frame, self.statistics))
+        volumes = volume_outputs(self.results_folder, dataset, self.settings, list(Phase), self.statistics)
         finish(
             self.results_folder,
             frame,
@@ -162,6 +164,6 @@ class BeforeAfterEvaluation(Callback):
             overlays=OverlaySource(model, dataset, session, decoders),
             log_phases=False,
             statistics=self.statistics,
-            tables=extra.tables,
+            tables={**extra.tables, **volumes},
             figures=extra.figures,
         )

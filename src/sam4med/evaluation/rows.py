@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from sam4med.errors import ConfigError
 
-METRICS = ("dice", "iou", "hd", "hd95")
+METRICS = ("dice", "iou", "hd", "hd95", "nsd")
 
 
 class Phase(StrEnum):
@@ -52,6 +52,9 @@ class ObjectResult:
     the number of masks everything mode generated for the image (0: none survived its filters).
     ``source`` is the volume or patient of the image (the unit of the statistics).
     ``empty``: the chosen prediction has no pixel (a miss); its HD is then the image diagonal.
+    ``nsd``: the normalised surface distance at ``metrics.nsd_tolerance`` (in ``hd_unit``), in [0, 1], after
+    ``metrics.nsd_rule`` (:mod:`sam4med.metrics.surface`); a miss scores 0.
+    NaN only in rows made before NSD was scored (they carry an older metric rule version).
     ``phase`` becomes a :class:`Phase` when the row is made (a log line with an unknown phase is a
     ``ValueError``).
     """
@@ -69,6 +72,7 @@ class ObjectResult:
     hd95: float
     hd_unit: str
     score: float
+    nsd: float = math.nan
     hd_px: float = math.nan
     hd95_px: float = math.nan
     candidates: int = -1

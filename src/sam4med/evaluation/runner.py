@@ -55,9 +55,10 @@ from sam4med.evaluation.interactive import (
     start_prompt,
 )
 from sam4med.evaluation.predict import predict_scored
+from sam4med.evaluation.predictions import ImagePrediction, PredictionFiles
 from sam4med.evaluation.rows import COLUMNS, ObjectResult, Phase
 from sam4med.evaluation.rules import RULES, describe, rules_of
-from sam4med.evaluation.scoring import score_objects
+from sam4med.evaluation.scoring import MetricSettings, score_objects
 from sam4med.evaluation.zero_shot_store import ZeroShotStore
 from sam4med.files import write_text
 from sam4med.models.multimask import Multimask
@@ -97,13 +98,15 @@ def settings_hash(
     bf16: bool = False,
     shared_work: bool = False,
     interactive: InteractiveSettings | None = None,
+    metrics: MetricSettings | None = None,
 ) -> str:
     """SHA-256 (16 hex digits) of what determines a row: backbone, base weights and preprocessing,
     the decoder weights (for a phase of the base decoder, the base weights' decoder as the builder loaded
     it: ``SamModel.base_decoder_hash``), the image encoder's precision, the
     dataset's input clipping and minimum object area, mask selection, S1 settings, prompt seed and
     point sampling, and the options that change outputs by float rounding (bf16 decoding, the
-    shared-work decoder, SDPA attention). ``interactive``: the iterative-click settings, given for the hash
+    shared-work decoder, SDPA attention), and the NSD tolerance and rule (``metrics``; None: the defaults).
+    ``interactive``: the iterative-click settings, given for the hash
     of the ``I@k`` rows only (the rows of the other strategies do not depend on them, so they keep their
     hashes whatever ``evaluation.interactive`` says).
     """
@@ -116,6 +119,7 @@ def settings_hash(
         everything=everything,
         bf16=bf16,
         shared_work=shared_work,
+        metrics=metrics,
     )
     return _digest(parts, interactive)
 
@@ -130,6 +134,7 @@ def _settings_parts(
     everything: EverythingSettings,
     bf16: bool,
     shared_work: bool,
+    metrics: MetricSettings | None = None,
 ) -> dict:
     """What :func:`settings_hash` hashes (but the interactive settings), computed once per phase."""
     parts = {
@@ -147,6 +152,7 @@ def _settings_parts(
         "prompt_sampling": prompts.sampling,
         "clip_percentiles": None if dataset.clip_percentiles is None else list(dataset.clip_percentiles),
         "min_object_area": dataset.min_object_area,
+        "metrics": (metrics or MetricSettings()).key(),
     }
     options = {  # only those set, so that default rows keep the hashes of earlier versions
         "encoder_bf16": model.encoder_bf16,
@@ -293,8 +299,11 @@ def _score_image(
     everything: EverythingMode | None,
     compute: Compute,
     interactive: InteractiveSettings,
-) -> tuple[list[ObjectResult], list[ClickRecord]]:
-    """The rows of one image under one strategy, and under ``I`` the clicks of each object (else none)."""
+    metrics: MetricSettings | None = None,
+) -> tuple[list[ObjectResult], list[ClickRecord], tuple[str, ImagePrediction]]:
+    """The rows of one image under one strategy, under ``I`` the clicks of each object (else none), and the
+    predicted masks with the row strategy they belong to (under ``I`` those of the last click, ``I@<clicks>``).
+    """
     size = item.image.shape[:2]
     candidates = 3 if multimask.multimask_output else 1
     if strategy == INTERACTIVE:
@@ -310,6 +319,7 @@ def _score_image(
             compute=compute,
         )
         rows = []
+        step = None
         for _ in range(interactive.clicks):
             step = loop.step()
             rows += score_objects(
@@ -321,8 +331,11 @@ def _score_image(
                 scores=step.scores,
                 candidates=candidates,
                 spacing=item.record.spacing,
+                metrics=metrics,
             )
-        return rows, loop.records()
+        assert step is not None  # InteractiveSettings: at least one click
+        last = (click_strategy(step.click), ImagePrediction.of(item.objects, step.masks, step.scores))
+        return rows, loop.records(), last
     if strategy == "S1":
         assert everything is not None
         generated = everything(embedding, size)
@@ -341,8 +354,9 @@ def _score_image(
         scores=scores,
         candidates=candidates,
         spacing=item.record.spacing,
+        metrics=metrics,
     )
-    return rows, []
+    return rows, [], (strategy, ImagePrediction.of(item.objects, masks, scores))
 
 
 def s1_empty_images(rows: Sequence[ObjectResult]) -> tuple[int, int]:
@@ -366,6 +380,8 @@ def score_dataset(
     progress: bool = True,
     zero_shot_store: ZeroShotStore | None = None,
     interactive: InteractiveSettings | None = None,
+    metrics: MetricSettings | None = None,
+    predictions: PredictionFiles | None = None,
 ) -> list[ObjectResult]:
     """Score every object of every image in ``dataset`` under each strategy.
 
@@ -395,6 +411,12 @@ def score_dataset(
         zero_shot_store: rows shared between runs (:class:`~sam4med.evaluation.zero_shot_store.ZeroShotStore`),
             read and written for the zero-shot phase only; None scores everything here.
         interactive: the iterative-click settings of ``I`` (None: :class:`InteractiveSettings` defaults).
+        predictions: where each image's predicted masks are kept (saved masks, volume scores; see
+            :mod:`sam4med.evaluation.predictions`), written before its rows are logged: under ``I`` the masks of
+            the last click (``I@<clicks>``). An image whose rows are logged (or in the zero-shot store) but whose
+            masks are not kept is decoded again for its masks, its rows not added twice. None keeps no masks.
+        metrics: NSD tolerance and rule of the rows (None: :class:`~sam4med.evaluation.scoring.MetricSettings`
+            defaults); part of the settings hash, so rows of another tolerance or rule are never reused.
     """
     phase = Phase.parse(phase)
     compute = compute or Compute()
@@ -409,6 +431,7 @@ def score_dataset(
         everything=everything,
         bf16=compute.bf16,
         shared_work=compute.shared_decoder,
+        metrics=metrics,
     )
     hashed = {"S": _digest(parts), INTERACTIVE: _digest(parts, interactive)}  # I's rows: also the click settings
 
@@ -431,6 +454,20 @@ def score_dataset(
         write_text(clicks_path, _read_clicks(clicks_path, clicked))
     done = {(r.image_id, r.strategy) for r in results}
     expands = {s: row_strategies(s, interactive.clicks) for s in strategies}
+
+    def masks_missing(image_id: str, strategy: str) -> bool:  # kept masks: a strategy's last row strategy
+        return predictions is not None and not predictions.has(phase, expands[strategy][-1], image_id)
+
+    # the masks of rows read back are decoded again only with the decoder the rows were made with: a zero-shot
+    # phase read back while a trained decoder is loaded (training resumed) keeps the masks it has, and says so
+    redecode = predictions is not None and (
+        phase not in BASE_DECODER_PHASES or model.base_decoder_hash in (None, model.module_hash(model.mask_decoder))
+    )
+    unmasked = 0
+
+    def decode_for_masks(image_id: str, strategy: str) -> bool:  # rows at hand (log, store), masks to be decoded
+        return redecode and masks_missing(image_id, strategy)
+
     store = zero_shot_store if phase in BASE_DECODER_PHASES else None  # fine-tuned rows are a run's own
     store_hits, store_outdated = (store.hits, store.outdated) if store is not None else (0, 0)
     model.eval()
@@ -443,12 +480,22 @@ def score_dataset(
         work = []  # (image, strategies still to score)
         for index in range(start, stop):
             image_id = dataset.records[index].image_id
-            todo = [s for s in strategies if not all((image_id, r) in done for r in expands[s])]
+            have_rows = [s for s in strategies if all((image_id, r) in done for r in expands[s])]
+            unmasked += sum(1 for s in have_rows if not redecode and masks_missing(image_id, s))
+            todo = [s for s in strategies if s not in have_rows or decode_for_masks(image_id, s)]
             item = dataset[index] if todo else None
             if item is not None and item.objects:
                 work.append((item, todo))
+
         # embeddings of the images with a strategy the zero-shot store cannot answer, encoded together
-        need = [it for it, todo in work if store is None or not all(store.has(settings_of(s), it, s) for s in todo)]
+        def store_answers(it: ImageItem, s: str) -> bool:  # the store holds the rows, and the masks if needed
+            return (
+                store is not None
+                and store.has(settings_of(s), it, s)
+                and (not decode_for_masks(it.record.image_id, s) or store.has_prediction(settings_of(s), it, s))
+            )
+
+        need = [it for it, todo in work if not all(store_answers(it, s) for s in todo)]
         timer = time.perf_counter()
         found = cache.get_many(model, [it.image for it in need])
         embeddings = {id(it): embedding for it, (_, embedding) in zip(need, found, strict=True)}
@@ -458,12 +505,24 @@ def score_dataset(
             for strategy in todo:
                 bar.set_postfix_str(strategy)
                 clicking = strategy == INTERACTIVE
+                # rows already logged: decoded again for its masks only
+                rows_logged = all((item.record.image_id, r) in done for r in expands[strategy])
                 stored = (
                     store.load(settings_of(strategy), item, strategy, phase, rows=expands[strategy], clicks=clicking)
-                    if store is not None
+                    if store is not None and store_answers(item, strategy)
                     else None
                 )
+                kept = None  # the stored masks this run needs
+                if stored is not None and decode_for_masks(item.record.image_id, strategy):
+                    assert store is not None
+                    kept = store.prediction(settings_of(strategy), item, strategy)
+                    stored = stored if kept is not None else None
                 if stored is not None:
+                    if kept is not None:
+                        assert predictions is not None
+                        predictions.write(phase, expands[strategy][-1], item.record.image_id, kept)
+                    if rows_logged:
+                        continue
                     if strategy != "S1":  # the run's prompts file still holds every prompt its rows were made with
                         for obj, mask in zip(item.objects, item.masks, strict=True):
                             _prompt(prompts, strategy, mask, obj.key, interactive)
@@ -473,7 +532,7 @@ def score_dataset(
                 if id(item) not in embeddings:  # a stored file that turned out unusable
                     embeddings[id(item)] = cache.get(model, item.image)
                 with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=compute.bf16):
-                    rows, clicks = _score_image(
+                    rows, clicks, (kept_as, prediction) = _score_image(
                         model,
                         item,
                         embeddings[id(item)],
@@ -484,10 +543,15 @@ def score_dataset(
                         everything=s1,
                         compute=compute,
                         interactive=interactive,
+                        metrics=metrics,
                     )
+                if predictions is not None:
+                    predictions.write(phase, kept_as, item.record.image_id, prediction)
+                if rows_logged:
+                    continue
                 if store is not None:
                     records = [c.to_dict() for c in clicks] if clicking else None
-                    store.put(settings_of(strategy), item, strategy, rows, clicks=records)
+                    store.put(settings_of(strategy), item, strategy, rows, clicks=records, prediction=prediction)
                 new_rows += rows
                 new_clicks += clicks
             if time.perf_counter() - saved_at >= PROMPT_SAVE_SECONDS:
@@ -530,6 +594,15 @@ def score_dataset(
             store.outdated - store_outdated,
             store.directory,
             describe(RULES),
+        )
+    if unmasked:
+        log.warning(
+            "%s: %d (image, strategy) results read back from %s have no kept masks (%s) and cannot be decoded again "
+            "with the decoder now loaded; their slices count as not scored in the saved masks and volume scores",
+            phase,
+            unmasked,
+            path,
+            predictions.folder if predictions is not None else "",
         )
     if s1 is not None:
         empty, images = s1_empty_images(results)

@@ -13,8 +13,10 @@ from dataclasses import asdict
 
 from sam4med.data.dataset import CosmosDataset
 from sam4med.embeddings import EmbeddingCache
-from sam4med.errors import DataError
+from sam4med.errors import ConfigError, DataError
 from sam4med.evaluation.interactive import INTERACTIVE
+from sam4med.evaluation.outputs import MaskFormat
+from sam4med.evaluation.predictions import PredictionFiles
 from sam4med.evaluation.rows import ObjectResult, Phase
 from sam4med.evaluation.rules import RULES
 from sam4med.evaluation.runner import s1_empty_images, score_dataset
@@ -22,6 +24,7 @@ from sam4med.evaluation.settings import EvaluationSettings
 from sam4med.evaluation.zero_shot_store import ZeroShotStore
 from sam4med.models.sam_model import SamModel
 from sam4med.run_files import ResultsFolder
+from sam4med.volume_grid import from_volumes, has_grids, needs_grids_message
 
 
 class EvaluationSession:
@@ -76,6 +79,8 @@ class EvaluationSession:
             progress=progress,
             zero_shot_store=self.zero_shot_store,
             interactive=self.settings.interactive,
+            metrics=self.settings.metrics,
+            predictions=self.predictions(dataset),
         )
         if not rows and len(dataset):
             raise DataError(
@@ -84,6 +89,22 @@ class EvaluationSession:
                 f"{dataset.min_object_area})"
             )
         return rows
+
+    def predictions(self, dataset: CosmosDataset) -> PredictionFiles | None:
+        """Where scoring keeps each image's predicted masks (``results/predictions/``): when ``outputs.masks`` saves
+        masks, or ``outputs.volume_metrics`` scores a dataset prepared from volumes; None otherwise. NIfTI masks
+        of a dataset that was not prepared from volumes, or was prepared without volume grids, are refused.
+        """
+        outputs = self.settings.outputs
+        grids = has_grids(dataset.root)
+        if outputs.masks == MaskFormat.NIFTI and not grids:
+            if from_volumes(dataset.records):
+                raise DataError(needs_grids_message(dataset.root, "outputs.masks=nifti"))
+            raise ConfigError(
+                f"outputs.masks=nifti: {dataset.root} was not prepared from volumes (no volumes/ grids), so there is "
+                "no source grid to write NIfTI masks on; use outputs.masks=png"
+            )
+        return PredictionFiles(self.results.predictions) if outputs.keeps_predictions(grids) else None
 
     def describe(
         self,
@@ -118,6 +139,7 @@ class EvaluationSession:
             "interactive": settings.interactive.describe() if INTERACTIVE in settings.strategies else "",
             "embedding_cache": f"{self.cache.directory or 'memory'} ({str(self.cache.dtype).removeprefix('torch.')})",
             "hd_unit": ", ".join(units),
+            "nsd": settings.metrics.describe(),
             "prompt_rules": RULES["prompt_rules"],
             "metric_rules": RULES["metric_rules"],
             **({"allowed_mismatch": "; ".join(allowed_mismatches)} if allowed_mismatches else {}),

@@ -16,14 +16,17 @@ from sam4med.compute import Compute
 from sam4med.errors import ConfigError
 from sam4med.evaluation.everything import EverythingSettings
 from sam4med.evaluation.interactive import INTERACTIVE, InteractiveSettings, row_strategies
+from sam4med.evaluation.outputs import OutputSettings
 from sam4med.evaluation.runner import STRATEGY_NAMES
+from sam4med.evaluation.scoring import MetricSettings
 from sam4med.models.multimask import Multimask
 from sam4med.prompts.generate import check_sampling
 from sam4med.prompts.store import PromptStore
 
-__all__ = ["EvaluationSettings", "InteractiveSettings", "PromptSettings"]
+__all__ = ["EvaluationSettings", "InteractiveSettings", "MetricSettings", "PromptSettings"]
 # InteractiveSettings (evaluation.interactive) lives in sam4med.evaluation.interactive, which the runner
-# imports (this module imports the runner); the config names it here, beside the other settings.
+# imports (this module imports the runner); the config names it here, beside the other settings. So does
+# MetricSettings (the top-level `metrics` group, evaluation.metrics: ${metrics}), which lives with the scoring.
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class EvaluationSettings:
         overlays: at most this many targets get a prediction-overlay figure (0: none).
         overlay_strategy: the strategy whose prompts the overlays draw (None: S6, else S4, S5, S3, S2).
         interactive: how ``I`` clicks (:class:`~sam4med.evaluation.interactive.InteractiveSettings`).
+        metrics: NSD tolerance and rule of every row (:class:`~sam4med.evaluation.scoring.MetricSettings`).
     """
 
     strategies: tuple[str, ...]
@@ -92,6 +96,8 @@ class EvaluationSettings:
     overlays: int = 16
     overlay_strategy: str | None = None
     interactive: InteractiveSettings = field(default_factory=InteractiveSettings)
+    metrics: MetricSettings = field(default_factory=MetricSettings)
+    outputs: OutputSettings = field(default_factory=OutputSettings)  # saved masks, volume scores (evaluation.outputs)
 
     @classmethod
     def build(
@@ -107,6 +113,8 @@ class EvaluationSettings:
         overlays: int = 16,
         overlay_strategy: str | None = None,
         interactive: InteractiveSettings | None = None,
+        metrics: MetricSettings | None = None,
+        outputs: OutputSettings | None = None,
     ) -> EvaluationSettings:
         """Settings from config values, checked: no, unknown or repeated strategies, unknown mask selections
         and an overlay strategy that is not scored (or is S1 or ``I``, which have no fixed prompts to
@@ -138,6 +146,8 @@ class EvaluationSettings:
             overlays=int(overlays),
             overlay_strategy=overlay_strategy,
             interactive=interactive or InteractiveSettings(),
+            metrics=metrics or MetricSettings(),
+            outputs=outputs or OutputSettings(),
         )
 
     @property

@@ -2,9 +2,10 @@
 
 A zero-shot row depends on the base model and the scoring settings (together the settings hash of
 :func:`sam4med.evaluation.runner.settings_hash`: weights, preprocessing, mask selection, S1 settings,
-prompt seed and sampling, input clipping, minimum object area, and for the iterative clicks ``I`` the
-``evaluation.interactive`` settings) and on the image with its objects. So the rows of one image under
-one strategy are stored under both:
+prompt seed and sampling, input clipping, minimum object area, the NSD tolerance and rule of ``metrics``,
+and for the iterative clicks ``I`` the ``evaluation.interactive`` settings) and on the image with its
+objects: rows scored with another ``metrics.nsd_tolerance`` or ``metrics.nsd_rule`` are never reused. So
+the rows of one image under one strategy are stored under both:
 
     <directory>/<settings hash>/<fingerprint[:2]>/<fingerprint>-<strategy>.json
 
@@ -22,6 +23,11 @@ rewritten; :attr:`ZeroShotStore.outdated` counts them, and the runner logs the c
 A file of strategy ``I`` holds the rows ``I@1`` ... ``I@<clicks>`` of every object and, under the same
 checksum, the clicks placed (``clicks``: one :class:`~sam4med.evaluation.interactive.ClickRecord` per
 object), so a run that reads them still logs the clicks its rows were made with.
+
+Where the writing run kept predicted masks (saved masks, volume scores: :mod:`sam4med.evaluation.predictions`),
+``<fingerprint>-<strategy>.npz`` beside the rows holds them (under ``I`` those of the last click), written
+before the rows; a run that needs masks reads rows and masks from the store, and decodes the image only
+where the store has rows without masks.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sam4med.data.dataset import ImageItem
+from sam4med.errors import DataError
+from sam4med.evaluation.predictions import ImagePrediction, read_prediction, write_prediction
 from sam4med.evaluation.rows import COLUMNS, ObjectResult, Phase
 from sam4med.evaluation.rules import RULES, current
 from sam4med.files import write_text
@@ -89,6 +97,23 @@ class ZeroShotStore:
     def has(self, settings: str, item: ImageItem, strategy: str) -> bool:
         """Whether rows of (settings, image, strategy) are stored (not whether they are usable)."""
         return self._path(settings, item, strategy).is_file()
+
+    def has_prediction(self, settings: str, item: ImageItem, strategy: str) -> bool:
+        """Whether the predicted masks of (settings, image, strategy) are stored beside its rows."""
+        return self._path(settings, item, strategy).with_suffix(".npz").is_file()
+
+    def prediction(self, settings: str, item: ImageItem, strategy: str) -> ImagePrediction | None:
+        """The stored predicted masks of (settings, image, strategy); None where absent or unreadable (logged)."""
+        path = self._path(settings, item, strategy).with_suffix(".npz")
+        try:
+            found = read_prediction(path, item.record.image_id)
+        except DataError as error:
+            log.warning("%s; decoding the image again for its masks", error)
+            return None
+        if sorted(found.object_keys) != sorted(o.key for o in item.objects):
+            log.warning("%s: stored masks of other objects; decoding the image again for its masks", path)
+            return None
+        return found
 
     def get(self, settings: str, item: ImageItem, strategy: str, phase: Phase) -> list[ObjectResult] | None:
         """The stored rows, relabelled ``phase``; None when there are none (or they cannot be used)."""
@@ -156,9 +181,14 @@ class ZeroShotStore:
         rows: Sequence[ObjectResult],
         *,
         clicks: list[dict] | None = None,
+        prediction: ImagePrediction | None = None,
     ) -> None:
-        """Store the rows of one image under one strategy (and, for ``I``, the click records of its objects)."""
+        """Store the rows of one image under one strategy (and, for ``I``, the click records of its objects;
+        ``prediction``: its predicted masks, written first).
+        """
         path = self._path(settings, item, strategy)
+        if prediction is not None:
+            write_prediction(path.with_suffix(".npz"), prediction, unique_tmp=True)
         data = [asdict(r) for r in rows]
         extra = {} if clicks is None else {"clicks": clicks}
         write_text(

@@ -19,6 +19,7 @@ from sam4med.evaluation.settings import EvaluationSettings
 from sam4med.models.finetuned import read_finetuned
 from sam4med.results.finish import OverlaySource, finish
 from sam4med.results.frame import to_frame
+from sam4med.results.volumes import volume_outputs
 from sam4med.run_files import RunFolder
 from sam4med.run_lock import RunLock
 
@@ -92,6 +93,7 @@ def _evaluate(cfg: DictConfig) -> Path:
     rows = session.score(model, dataset, phase=phase)
     frame = to_frame(rows)
     extra = run_analyses(suites, AnalysisInput(model, dataset, session, {phase: None}, frame, statistics))
+    volumes = volume_outputs(run.results, dataset, settings, [phase], statistics)  # saved masks, volume_metrics
     finish(
         run.results,
         frame,
@@ -102,7 +104,7 @@ def _evaluate(cfg: DictConfig) -> Path:
         loggers=loggers,
         overlays=OverlaySource(model, dataset, session, {phase: None}),
         statistics=statistics,
-        tables=extra.tables,
+        tables={**extra.tables, **volumes},
         figures=extra.figures,
     )
     for note in extra.notes:

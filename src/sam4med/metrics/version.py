@@ -7,4 +7,6 @@ zero-shot store file, so a row made under other rules is scored again instead of
 # rules), the Hausdorff distances (HD95's percentile, the image diagonal of a missed object, mm vs pixels),
 # S1's mask matching, the multimask choice, the minimum-area or clipping rule applied as images are read.
 # 1: rows with the `source` column (issue 22); rows written before it have no version and no `source`.
-METRIC_RULES = 1
+# 2: rows with the `nsd` column (normalised surface distance at metrics.nsd_tolerance, after metrics.nsd_rule;
+#    issue 26).
+METRIC_RULES = 2

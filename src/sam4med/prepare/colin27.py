@@ -22,7 +22,7 @@ from sam4med.errors import ConfigError, DataError
 from sam4med.prepare.labels import LabelSpec
 from sam4med.prepare.preparer import Preparer
 from sam4med.prepare.rules import SliceRules
-from sam4med.prepare.volumes import DEFAULT_INTENSITY, PLANES, Volume, load_nifti, plane_slice, write_volume
+from sam4med.prepare.volumes import DEFAULT_INTENSITY, PLANES, Volume, load_nifti, plane_slice, read_nifti, write_volume
 from sam4med.prepare.writer import DatasetWriter, Input, Part
 
 MRICRON_DIR = Path("/usr/share/mricron/templates")
@@ -124,7 +124,7 @@ class Colin27AAL(Preparer):
     def _volume(self) -> tuple[Volume, list[LabelSpec]]:
         names = read_aal_names(self.source_dir / "aal.nii.txt")
         t1_file, aal_file = self.source_dir / "ch2.nii.gz", self.source_dir / "aal.nii.gz"
-        image, zooms = _load(t1_file)
+        image, zooms, affine = read_nifti(_require(t1_file))  # the affine: masks written on its grid
         aal, _ = _load(aal_file)
         if image.shape != aal.shape:
             raise DataError(f"{self.source_dir}: ch2 {image.shape} and aal {aal.shape} are not on one grid")
@@ -135,7 +135,7 @@ class Colin27AAL(Preparer):
             labels["brain"] = fill_per_slice(_load(bet_file)[0] > 0, PLANES[self.plane])
             files["brain"] = str(bet_file)
             specs.append(LabelSpec("brain", objects={1: "Brain"}))
-        volume = Volume("colin27", "colin27", MODALITY, image, labels, zooms, str(t1_file), files)
+        volume = Volume("colin27", "colin27", MODALITY, image, labels, zooms, str(t1_file), files, affine)
         return volume, specs
 
     def process(self, item: Input, writer: DatasetWriter) -> Part:

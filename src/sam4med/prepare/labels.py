@@ -22,16 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sam4med.dataset_format import label_dtype
 from sam4med.errors import ConfigError, DataError
 
 _MAP_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 MAX_LABEL = 65_535  # output values: 16-bit label PNGs
 MAX_SOURCE_VALUE = 2**31 - 1  # source values beyond this are no label values (a float image, a corrupt file)
-
-
-def label_dtype(largest: int) -> type[np.unsignedinteger]:
-    """uint8 for output values up to 255 (today's folders, byte for byte), uint16 above."""
-    return np.uint8 if largest <= 255 else np.uint16
 
 
 def _check_object_name(name: str, where: str) -> None:

@@ -25,14 +25,16 @@ log = logging.getLogger("sam4med")
 
 def lock_path(root: Path) -> Path:
     """The lock file of dataset folder ``root``: a hidden file beside it (not inside: a complete folder
-    holds only the dataset)."""
+    holds only the dataset).
+    """
     return root.parent / f".{root.name}.prepare.lock"
 
 
 @contextlib.contextmanager
 def preparation_lock(root: str | Path) -> Iterator[None]:
     """Hold the preparation lock of ``root`` for the block, waiting (with a log line) while another
-    process holds it; the block must leave ``root`` complete unless it raises."""
+    process holds it; the block must leave ``root`` complete unless it raises.
+    """
     path = lock_path(Path(root))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)

@@ -10,8 +10,8 @@ must be on its image's voxel grid: their stored affines must agree within
 ``AFFINE_TOLERANCE_MM``, or the input is skipped (a label whose header says another orientation would
 otherwise be reoriented on its own and come out mirrored against the image).
 
-Image ids are ``<stem>[_v<n>]_<x|y|z><slice:03d>``. DICOM series are not read: convert them to NIfTI
-first (e.g. with ``dcm2niix``).
+Image ids are ``<stem>[_v<n>]_<x|y|z><slice:03d>``. DICOM series are read by :mod:`.dicom`, which
+turns each into a NIfTI image in memory and prepares it by this module.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from sam4med.prepare.preparer import FolderPreparer
 from sam4med.prepare.rules import SliceRules
 from sam4med.prepare.slices import clean_labels, emit, passes
 from sam4med.prepare.writer import DatasetWriter, Input, Part, Skip
+from sam4med.volume_grid import VolumeGrid, write_grid
 
 PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
 _LETTER = ("x", "y", "z")
@@ -105,6 +106,9 @@ class Volume:
         spacing: voxel sizes (X, Y, Z) in mm.
         file: the image file (named in the manifest and in skips).
         label_files: label map name -> file, named in errors.
+        affine: the image file's stored 4 x 4 voxel-to-world affine (recorded in ``volumes/<key>.json`` so
+            predicted masks can be written on the source grid; None: not recorded).
+        frame: the volume's index in a 4D file (None: a 3D file).
     """
 
     key: str
@@ -115,6 +119,30 @@ class Volume:
     spacing: tuple[float, float, float]
     file: str
     label_files: Mapping[str, str]
+    affine: np.ndarray | None = None
+    frame: int | None = None
+
+
+def _grid(volume: Volume, axis: int, images: dict[str, int], extent: dict[str, dict[int, list[int]]]) -> VolumeGrid:
+    """What :mod:`sam4med.volume_grid` records of ``volume`` and the slices written from it."""
+    affine, stored_shape = None, None
+    if volume.affine is not None:
+        affine = tuple(tuple(float(x) for x in row) for row in np.asarray(volume.affine))
+        stored = nib.orientations.io_orientation(np.asarray(volume.affine))
+        stored_shape = tuple(int(volume.image.shape[int(a)]) for a, _ in stored)
+    return VolumeGrid(
+        key=volume.key,
+        source=volume.source,
+        file=volume.file,
+        frame=volume.frame,
+        axis=axis,
+        shape=tuple(int(n) for n in volume.image.shape[:3]),  # type: ignore[arg-type]
+        spacing=tuple(float(s) for s in volume.spacing[:3]),  # type: ignore[arg-type]
+        images=images,
+        extent={m: {v: tuple(s) for v, s in values.items()} for m, values in extent.items()},
+        affine=affine,
+        stored_shape=stored_shape,  # type: ignore[arg-type]
+    )
 
 
 def write_volume(
@@ -126,8 +154,15 @@ def write_volume(
     rules: SliceRules = DEFAULT_RULES,
     intensity: Intensity = DEFAULT_INTENSITY,
     every_nth_slice: int = 1,
+    whole_extent: bool = False,
 ) -> Part:
-    """Write the kept slices of one volume; DataError (naming the file) when the volume is unusable."""
+    """Write the kept slices of one volume; DataError (naming the file) when the volume is unusable.
+
+    ``whole_extent``: keep every slice that holds a named object after the exclusion rules, whatever its label
+    sum (``min_label_sum`` is not applied), so each structure's extent is prepared whole and a volume can be
+    scored whole. The volume's grid and each object's extent go to ``volumes/<key>.json``
+    (:mod:`sam4med.volume_grid`).
+    """
     axis = PLANES[plane]
     image = volume.image
     if image.dtype.kind == "f" and not np.isfinite(image).all():
@@ -143,14 +178,18 @@ def write_volume(
         check_values(np.unique(labels), spec, where)
         sources[spec.name] = (labels, where)
     cleaned, kept, any_label = {}, [], False
+    # per named label map (an instance map numbers its objects per slice: no value is one object across slices)
+    extent: dict[str, dict[int, list[int]]] = {spec.name: {} for spec in specs if spec.instances is None}
     for index in range(image.shape[axis]):
         raw = {}
         for spec in specs:
             labels, where = sources[spec.name]
             raw[spec.name] = remap(view(plane_slice(labels, index, axis)), spec, f"{where} slice {index}")
+            for value in raw[spec.name][1] if spec.name in extent else ():
+                extent[spec.name].setdefault(int(value), []).append(index)
         any_label = any_label or any(names for _, names in raw.values())
         cleaned[index] = clean_labels(raw, rules)
-        if passes(cleaned[index], rules):
+        if passes(cleaned[index], rules) or (whole_extent and any(cleaned[index].names.values())):
             kept.append(index)
     if not any_label:
         raise DataError(f"{volume.file}: the label maps hold no named object (empty label map)")
@@ -167,6 +206,9 @@ def write_volume(
         done, slice_skips = emit(writer, record, pixels, cleaned[index])
         records += [done] if done is not None else []
         skips += slice_skips
+    if records:
+        images = {r.image_id: r.slice_index for r in records}
+        write_grid(writer.root, _grid(volume, axis, images, extent))
     return Part(tuple(records), tuple(skips))
 
 
@@ -184,6 +226,9 @@ class VolumePreparer(FolderPreparer):
         intensity: ``{mode: minmax | window, window: [low, high]}``.
         min_label_sum, label_sum_maps, min_object_area, max_components: see :mod:`.rules`.
         every_nth_slice: keep every n-th slice that passes the rules.
+        whole_extent: keep every slice holding a named object (after the exclusion rules), whatever its
+            label sum, so each structure's extent is prepared whole and volumes can be scored whole
+            (``volume_metrics.csv``); needs ``every_nth_slice=1``.
     """
 
     def __init__(
@@ -201,11 +246,17 @@ class VolumePreparer(FolderPreparer):
         min_object_area: int = 0,
         max_components: int = 0,
         every_nth_slice: int = 1,
+        whole_extent: bool = False,
     ) -> None:
         if plane not in PLANES:
             raise ConfigError(f"plane must be one of {sorted(PLANES)}, got '{plane}'")
         if every_nth_slice < 1:
             raise ConfigError(f"every_nth_slice must be >= 1, got {every_nth_slice}")
+        if whole_extent and every_nth_slice != 1:
+            raise ConfigError(
+                f"whole_extent=true keeps every slice of each structure's extent; every_nth_slice={every_nth_slice} "
+                "would leave slices out: use every_nth_slice=1 (or whole_extent=false)"
+            )
         super().__init__(
             name=name, images=images, label_maps=label_maps, source_pattern=source_pattern,
             min_label_sum=min_label_sum, label_sum_maps=label_sum_maps, min_object_area=min_object_area,
@@ -215,6 +266,7 @@ class VolumePreparer(FolderPreparer):
         self.modality = modality if isinstance(modality, str) else tuple(str(m) for m in modality)
         self.intensity = Intensity.build(**dict(intensity or {}))
         self.every_nth_slice = int(every_nth_slice)
+        self.whole_extent = bool(whole_extent)
 
     def settings(self) -> dict:
         """Plain-data settings (recorded in dataset.yaml, compared when a run resumes)."""
@@ -224,6 +276,8 @@ class VolumePreparer(FolderPreparer):
             "modality": modality, "plane": self.plane, "source_pattern": self.source_pattern,
             "intensity": self.intensity.to_config(), "rules": self.rules.to_config(),
             "every_nth_slice": self.every_nth_slice,
+            # recorded only when set, so folders prepared before the option existed keep their settings
+            **({"whole_extent": True} if self.whole_extent else {}),
         }  # fmt: skip
 
     def _volumes(self, path: Path) -> list[Volume]:
@@ -250,7 +304,10 @@ class VolumePreparer(FolderPreparer):
         for k in range(n):
             key = safe_id(stem) if n == 1 else f"{safe_id(stem)}_v{k}"
             frames = {name: _frame(array, k) for name, array in labels.items()}
-            volumes.append(Volume(key, source, modalities[k], _frame(image, k), frames, zooms, str(path), files))
+            frame = None if n == 1 and image.ndim == 3 else k
+            volumes.append(
+                Volume(key, source, modalities[k], _frame(image, k), frames, zooms, str(path), files, affine, frame)
+            )
         return volumes
 
     def process(self, item: Input, writer: DatasetWriter) -> Part:
@@ -261,7 +318,7 @@ class VolumePreparer(FolderPreparer):
             try:
                 part = write_volume(
                     volume, self.specs, writer, plane=self.plane, rules=self.rules, intensity=self.intensity,
-                    every_nth_slice=self.every_nth_slice,
+                    every_nth_slice=self.every_nth_slice, whole_extent=self.whole_extent,
                 )  # fmt: skip
             except DataError as exc:
                 if len(volumes) == 1:

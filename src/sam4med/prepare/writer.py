@@ -165,7 +165,9 @@ class DatasetWriter:
 
 
 # What a preparation writes; an unfinished preparation (marked by .prepare.json) holds nothing else.
-PARTIAL_OUTPUT = ("images", "labels", ".parts", "manifest.csv", "dataset.yaml", "skipped.csv", ".prepare.json")
+PARTIAL_OUTPUT = (
+    "images", "labels", "volumes", ".parts", "manifest.csv", "dataset.yaml", "skipped.csv", ".prepare.json",
+)  # fmt: skip
 
 
 def _read_marker(marker: Path) -> dict | None:

@@ -10,6 +10,7 @@ from sam4med.results.statistics import STAT_COLUMNS, StatisticsSettings, pair, p
 from sam4med.results.tables import sort_by_strategy, strategy_order
 
 ALL_TARGETS = "all targets"
+COMPARED = ("dice", "nsd", "iou", "hd")  # the means shown before and after, NSD beside Dice
 
 
 def comparison(
@@ -19,7 +20,9 @@ def comparison(
     *,
     statistics: StatisticsSettings | None = None,
 ) -> pd.DataFrame:
-    """Per strategy x target: mean Dice/IoU/HD before and after, the Dice difference and its statistics.
+    """Per strategy x target: mean Dice/NSD/IoU/HD before and after, the Dice difference and its statistics.
+
+    NSD is left out for a frame without an ``nsd`` column (a ``metrics.csv`` written before NSD was scored).
 
     With both phases present every strategy also gets a row with target ``all targets`` (means over all
     its objects), and every row the columns of :data:`~sam4med.results.statistics.STAT_COLUMNS`: the
@@ -36,9 +39,10 @@ def comparison(
     """
     statistics = statistics or StatisticsSettings()
     summary = means_per_target(frame)
-    pivot = summary.pivot_table(index=["strategy", "target"], columns="phase", values=["dice", "iou", "hd", "n"])
+    metrics = [m for m in COMPARED if m in summary]
+    pivot = summary.pivot_table(index=["strategy", "target"], columns="phase", values=[*metrics, "n"])
     out = pd.DataFrame(index=pivot.index)
-    for metric in ("dice", "iou", "hd"):
+    for metric in metrics:
         for phase in (before, after):
             if (metric, phase) in pivot.columns:
                 out[f"{metric}_{phase}"] = pivot[(metric, phase)]
@@ -57,7 +61,7 @@ def comparison(
             rows.append({**target_row, **stat.columns(), "p_sign": float("nan")})
         means = overall(frame[frame.strategy == strategy])
         total = {"strategy": strategy, "target": ALL_TARGETS}
-        for metric in ("dice", "iou", "hd"):
+        for metric in metrics:
             for phase in (before, after):
                 if f"{metric}_{phase}" in out:
                     total[f"{metric}_{phase}"] = float(means.loc[means.phase == phase, metric].iloc[0])

@@ -4,7 +4,7 @@ Every figure orders phases zero-shot -> fine-tuned and gives each phase one fixe
 (:data:`PHASE_COLOURS`), so a figure of an ``evaluate.py`` run and one of a ``train.py`` run read alike.
 
 * :func:`dice_boxes`: Dice distribution per target and strategy (COSMOS Figs. 7-8).
-* :func:`strategy_means`: mean Dice and mean HD per strategy (Fig. 6).
+* :func:`strategy_means`: mean Dice, mean NSD and mean HD per strategy (Fig. 6, with NSD beside Dice).
 * :func:`modality_means`: mean Dice per modality under one strategy, S5 by default (Fig. 10).
 * :func:`before_after`: mean Dice per target before and after fine-tuning.
 * :func:`dice_change`: the Dice change per target and over all targets, with the comparison's 95 % CI
@@ -120,20 +120,23 @@ def _grouped_bars(ax: Axes, table: pd.DataFrame, err: pd.DataFrame | None, names
 
 
 def strategy_means(frame: pd.DataFrame) -> Figure:
-    """Fig. 6: mean Dice (left) and mean HD (right) per strategy over all object instances, +- one std."""
+    """Fig. 6: mean Dice (left), mean NSD (middle, where the frame has it) and mean HD (right) per strategy over
+    all object instances, +- one std.
+    """
     names = phases(frame)
     column, hd_name = distance(frame)
-    fig, axes = plt.subplots(1, 2, figsize=(2.5 + 1.6 * frame["strategy"].nunique(), 3.6))
-    for ax, (metric, title) in zip(
-        axes, (("dice", "mean Dice"), (column, f"mean HD ({hd_name.split('_')[1]})")), strict=True
-    ):
+    panels = [("dice", "mean Dice"), (column, f"mean HD ({hd_name.split('_')[1]})")]
+    if "nsd" in frame:
+        panels.insert(1, ("nsd", "mean NSD"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.5 + 0.8 * len(panels) * frame["strategy"].nunique(), 3.6))
+    for ax, (metric, title) in zip(axes, panels, strict=True):
         grouped = frame.groupby(["strategy", "phase"])[metric]
         order = strategy_order(frame)
         mean = grouped.mean().unstack("phase").reindex(order)
         std = grouped.std(ddof=0).unstack("phase").reindex(order)
         _grouped_bars(ax, mean, std, names)
         ax.set_title(title)
-        if metric == "dice":
+        if metric in ("dice", "nsd"):
             ax.set_ylim(0, 1.05)
     fig.suptitle(
         "Mean per strategy over all object instances (error bars: one std; a missed object's HD is the image diagonal)",

@@ -20,6 +20,11 @@ def to_frame(results: Iterable[ObjectResult]) -> pd.DataFrame:
     return frame
 
 
+def metrics_in(frame: pd.DataFrame) -> list[str]:
+    """The :data:`METRICS` columns ``frame`` has: a ``metrics.csv`` written before NSD was scored has no ``nsd``."""
+    return [m for m in METRICS if m in frame]
+
+
 def check_finite(frame: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> None:
     """Raise ``ValueError`` naming the rows where a metric is NaN or infinite: a mean must not skip or explode."""
     for metric in metrics:
@@ -33,7 +38,7 @@ def check_finite(frame: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> Non
 def means_per_target(frame: pd.DataFrame) -> pd.DataFrame:
     """Means and instance counts per phase x strategy x target (strategies in ``strategy_order``)."""
     grouped = frame.groupby(["phase", "strategy", "target"], sort=True)
-    summary = grouped[list(METRICS)].mean()
+    summary = grouped[metrics_in(frame)].mean()
     summary["n"] = grouped.size()
     return sort_by_strategy(summary.reset_index(), ["phase", "strategy", "target"])
 
@@ -41,12 +46,12 @@ def means_per_target(frame: pd.DataFrame) -> pd.DataFrame:
 def overall(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean over object instances per phase x strategy (every instance weighs the same).
 
-    Besides the means of :data:`METRICS` (HD of a miss is the image diagonal): ``miss_rate``, the share
+    Besides the means of :data:`METRICS` (HD of a miss is the image diagonal, its NSD 0): ``miss_rate``, the share
     of objects with an empty prediction, and ``hd_nonempty``/``hd95_nonempty``, the HD means over the
     objects with a non-empty prediction only (NaN when every prediction is empty).
     """
     grouped = frame.groupby(["phase", "strategy"], sort=True)
-    table = grouped[list(METRICS)].mean()
+    table = grouped[metrics_in(frame)].mean()
     table["n"] = grouped.size()
     table["miss_rate"] = grouped["empty"].mean().astype(float)
     hits = frame[~frame["empty"].astype(bool)].groupby(["phase", "strategy"], sort=True)

@@ -1,7 +1,8 @@
 """Sending metrics, tables and figures to a run's loggers (CSV, TensorBoard, Weights & Biases).
 
 Metric names are the same in every logger: ``<phase>/<strategy>/<metric>`` (``zero_shot/S5/dice``,
-``finetuned/S5/hd_mm``, ``zero_shot/I@3/dice`` after 3 iterative clicks) and ``delta/<strategy>/dice``;
+``zero_shot/S5/nsd``, ``finetuned/S5/hd_mm``, ``zero_shot/I@3/dice`` after 3 iterative clicks) and
+``delta/<strategy>/dice`` (also ``/nsd`` and ``/iou``);
 the distance carries its unit (``hd_mm`` when every object's pixel spacing is known, else ``hd_px``).
 The iterative clicks add ``<phase>/I/noc85`` (the mean NoC@85 over all objects) and ``<phase>/I/failed85``
 (its failure rate), and the same for 80 and 90.
@@ -23,26 +24,25 @@ from sam4med.results.tables import markdown_table, strategy_order
 
 
 def phase_metrics(frame: pd.DataFrame, phase: str) -> dict[str, float]:
-    """Means over object instances of one phase: ``<phase>/<strategy>/{dice,iou,hd_mm|hd_px}``."""
+    """Means over object instances of one phase: ``<phase>/<strategy>/{dice,nsd,iou,hd_mm|hd_px}`` (no ``nsd``
+    for a frame without it, read back from an older ``metrics.csv``).
+    """
     rows = frame[frame["phase"] == phase]
     if rows.empty:
         return {}
     column, hd_name = distance(frame)
-    means = rows.groupby("strategy")[["dice", "iou", column]].mean()
-    return {
-        f"{phase}/{s}/{name}": float(means.loc[s, c])
-        for s in strategy_order(rows)
-        for name, c in (("dice", "dice"), ("iou", "iou"), (hd_name, column))
-    }
+    named = [(m, m) for m in ("dice", "nsd", "iou") if m in rows] + [(hd_name, column)]
+    means = rows.groupby("strategy")[[c for _, c in named]].mean()
+    return {f"{phase}/{s}/{name}": float(means.loc[s, c]) for s in strategy_order(rows) for name, c in named}
 
 
 def delta_metrics(frame: pd.DataFrame, before: str = Phase.ZERO_SHOT, after: str = Phase.FINETUNED) -> dict[str, float]:
-    """``delta/<strategy>/dice`` and ``/iou``: mean after minus mean before, per strategy."""
+    """``delta/<strategy>/dice``, ``/nsd`` and ``/iou``: mean after minus mean before, per strategy."""
     first, second = phase_metrics(frame, before), phase_metrics(frame, after)
     out = {}
     for key, value in second.items():
         _, strategy, metric = key.split("/")
-        if metric in ("dice", "iou") and f"{before}/{strategy}/{metric}" in first:
+        if metric in ("dice", "nsd", "iou") and f"{before}/{strategy}/{metric}" in first:
             out[f"delta/{strategy}/{metric}"] = value - first[f"{before}/{strategy}/{metric}"]
     return out
 
@@ -89,19 +89,20 @@ def publish_before_after_charts(loggers: Sequence[Logger], frame: pd.DataFrame) 
     """
     strategies = strategy_order(frame)
     _, hd_name = distance(frame)
+    charted = ("dice", "nsd", hd_name) if "nsd" in frame else ("dice", hd_name)
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             layout = {
                 f"{s} {m}": ["Multiline", [f"{Phase.ZERO_SHOT}/{s}/{m}", f"{Phase.FINETUNED}/{s}/{m}"]]
                 for s in strategies
-                for m in ("dice", hd_name)
+                for m in charted
             }
             logger.experiment.add_custom_scalars({"before vs after": layout})
         elif isinstance(logger, WandbLogger):
             import wandb
 
             before, after = phase_metrics(frame, Phase.ZERO_SHOT), phase_metrics(frame, Phase.FINETUNED)
-            for metric in ("dice", hd_name):
+            for metric in charted:
                 ys = [
                     [before.get(f"{Phase.ZERO_SHOT}/{s}/{metric}"), after.get(f"{Phase.FINETUNED}/{s}/{metric}")]
                     for s in strategies

@@ -7,7 +7,7 @@
 * :func:`s1_empty_table`: how many images S1 left without any mask.
 
 Every mean is over object instances and includes every failure: a metric that is NaN is an error,
-never skipped. Dice and IoU are fractions in [0, 1] (the paper prints percent).
+never skipped. Dice, NSD and IoU are fractions in [0, 1] (the paper prints percent).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pandas as pd
 STRATEGY_ORDER = ("S1", "S2", "S3", "S4", "S5", "S6")
 MODE_ORDER = ("M1", "M2", "M3", "M4", "M5")  # Mazurowski et al.'s five prompt modes
 CLICK_PREFIX = "I@"  # iterative clicks: strategy ``I@k`` holds the rows scored after k clicks
-REPORTED = ("dice", "iou", "hd", "hd95", "hd_px", "hd95_px")
+REPORTED = ("dice", "nsd", "iou", "hd", "hd95", "hd_px", "hd95_px")
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:

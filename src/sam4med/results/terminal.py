@@ -28,14 +28,16 @@ HEADLINE_STRATEGY = "S5"
 
 
 def summary_table(frame: pd.DataFrame, comp: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per strategy: instances, mean Dice and HD of each phase and, with both phases, the change.
+    """One row per strategy: instances, mean Dice, NSD and HD of each phase and, with both phases, the change.
 
     The change columns come from the ``all targets`` rows of :func:`comparison`: the unit resampled and
     tested and their number (``unit``, ``n units``), the Dice change with its bootstrap interval (``change
     CI low``/``high``), the unit-level Wilcoxon and permutation p-values, then the targets improved and
     the sign test's p-value (``comp``: the comparison when already computed). A comparison of an older
     version, without ``n_units``, leaves those two columns out. Column names carry the phase and the
-    distance unit (``dice zero-shot``, ``hd_mm fine-tuned`` ...). :func:`formatted_summary` prints it.
+    distance unit (``dice zero-shot``, ``nsd zero-shot``, ``hd_mm fine-tuned`` ...); the NSD columns stand
+    beside the HD ones (a frame without ``nsd``, read back from an older ``metrics.csv``, has none).
+    :func:`formatted_summary` prints it.
     Iterative clicks are one row, their last click ``I@K``.
     """
     frame = final_click(frame)
@@ -61,6 +63,10 @@ def summary_table(frame: pd.DataFrame, comp: pd.DataFrame | None = None) -> pd.D
         counts = improvement(comp).set_index("strategy")
         table["improved targets"] = [f"{counts.loc[s, 'improved']}/{counts.loc[s, 'targets']}" for s in order]
         table["p sign"] = totals["p_sign"]
+    if "nsd" in frame:
+        nsd = grouped["nsd"].mean().unstack("phase")
+        for phase in names:
+            table[f"nsd {label(phase)}"] = nsd[phase].reindex(order)
     for phase in names:
         table[f"{hd_name} {label(phase)}"] = hd[phase].reindex(order)
     return table.reset_index()
@@ -156,8 +162,9 @@ def print_summary(frame: pd.DataFrame, *, title: str, comp: pd.DataFrame | None 
     for row in table.itertuples(index=False):
         out.add_row(*row)
     console = Console()
-    # a log file or pipe gets the whole table (rich would squeeze it into 80 columns); a terminal its width
-    console = console if console.is_terminal else Console(width=max(console.width, 160))
+    # a log file or pipe gets the whole table (rich would squeeze it into 80 columns; with NSD it is about 160
+    # wide); a terminal its width
+    console = console if console.is_terminal else Console(width=max(console.width, 180))
     console.print(out)
     for line in summary_notes(frame, comp):
         console.print(line, highlight=False)

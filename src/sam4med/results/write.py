@@ -41,11 +41,11 @@ def write_results(
 ) -> dict[str, Path]:
     """Write ``metrics.csv``, ``summary.json``, ``comparison.md``/``.csv`` and the paper's tables (atomically).
 
-    The tables (see :mod:`sam4med.results.tables`) are ``table_dice``, ``table_hd``, ``per_modality``,
-    ``per_strategy`` and ``s1_empty`` as CSV, and all of them in ``tables.md``. With a zero-shot and a
-    fine-tuned phase, ``improvement.csv`` counts the targets whose mean Dice rose, per strategy. ``comp``
-    is :func:`~sam4med.results.comparison.comparison` of ``frame`` when already computed (None: computed
-    with ``statistics``, the defaults when None). ``comparison.md`` shows the statistics as printed (see
+    The tables (see :mod:`sam4med.results.tables`) are ``table_dice``, ``table_nsd`` (where the rows have NSD),
+    ``table_hd``, ``per_modality``, ``per_strategy`` and ``s1_empty`` as CSV, and all of them in ``tables.md``.
+    With a zero-shot and a fine-tuned phase, ``improvement.csv`` counts the targets whose mean Dice rose, per
+    strategy. ``comp`` is :func:`~sam4med.results.comparison.comparison` of ``frame`` when already computed
+    (None: computed with ``statistics``, the defaults when None). ``comparison.md`` shows the statistics as printed (see
     :func:`comparison_markdown`) with the notes on the unit and the small-n marks below the table.
 
     With iterative-click rows (``I@k``) also the tables of :mod:`sam4med.results.clicks`: ``noc.csv``,
@@ -157,6 +157,10 @@ def write_tables(
     folder.path.mkdir(parents=True, exist_ok=True)
     tables = {
         "table_dice": ("Mean Dice per target and strategy (Table 2)", target_table(frame, "dice")),
+        "table_nsd": (
+            "Mean NSD (normalised surface distance, the run's tolerance in `hd_unit`) per target and strategy",
+            target_table(frame, "nsd") if "nsd" in frame else None,
+        ),
         "table_hd": (
             "Mean Hausdorff distance in pixels per target and strategy (Table 3)",
             target_table(frame, "hd_px"),
@@ -169,8 +173,15 @@ def write_tables(
         ),
     }
     paths = {}
-    lines = ["# Result tables", "", "Dice and IoU are fractions; `hd`/`hd95` in mm where the spacing is known.", ""]
+    lines = [
+        "# Result tables",
+        "",
+        "Dice, NSD and IoU are fractions; `hd`/`hd95` (and NSD's tolerance) in mm where the spacing is known.",
+        "",
+    ]
     for name, (title, table) in tables.items():
+        if table is None:  # no NSD in a metrics.csv written before it was scored
+            continue
         paths[name] = folder.table(name)
         write_text(paths[name], table.to_csv(index=False))
         lines += [f"## {title}", "", markdown_table(table, digits=digits) if len(table) else "(none)", ""]
