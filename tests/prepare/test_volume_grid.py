@@ -9,7 +9,7 @@ from sam4med.dataset_format import label_path, load_labels, read_manifest
 from sam4med.errors import ConfigError, DataError
 from sam4med.prepare.volumes import VolumePreparer
 from sam4med.volume_grid import VolumeGrid, from_volumes, grid_path, has_grids, read_grids
-from tests.prepare.volumes import phantom
+from tests.prepare.volumes import phantom, preparer_settings
 
 # stored axes: i -> -Z (2 mm), j -> -X (0.8 mm), k -> +Y (0.9 mm): reoriented to RAS when prepared
 OBLIQUE = np.array([[0, -0.8, 0, 12.0], [0, 0, 0.9, -5.0], [-2.0, 0, 0, 30.0], [0, 0, 0, 1]])
@@ -29,15 +29,7 @@ def write_sources(root, affine=OBLIQUE, n=2):
 
 
 def preparer(root, **extra):
-    settings = {
-        "name": "phantoms",
-        "images": str(root / "images" / "*.nii.gz"),
-        "label_maps": [
-            {"name": "organs", "path": str(root / "labels" / "{name}"), "objects": {1: "Ball", 2: "Rod", 3: "Dot"}}
-        ],
-        "modality": "CT",
-    }
-    return VolumePreparer(**{**settings, **extra})
+    return VolumePreparer(**preparer_settings(root, **extra))
 
 
 @pytest.fixture(scope="module")
