@@ -167,4 +167,8 @@ def test_presets_are_valid_mixes_and_box_is_box_only():
         assert abs(sum(p for _, p in mix.probabilities) - 1) < 1e-9 and mix.to_config() == name
     mixed = dict(PromptMix.parse("mixed").probabilities)
     assert mixed["box"] + mixed["box_point"] == pytest.approx(0.5)  # half of the objects get a box
+    negatives = dict(PromptMix.parse("mixed_negatives").probabilities)
+    assert negatives["points_negative"] == pytest.approx(2 * mixed["points_negative"])  # doubled
+    assert negatives["box"] + negatives["box_point"] == pytest.approx(0.4)  # from the box (0.1) and one point (0.05)
+    assert negatives["point"] == pytest.approx(mixed["point"] - 0.05)
     assert PromptMix.parse({"point": 1}).to_config() == {"point": 1.0}

@@ -28,6 +28,11 @@ Presets (``module.prompts=<name>``):
   points with probability 0.5 each), micro-sam's (one point and one box in alternate iterations) and
   MedSAM2's (point probability 0.5); within the points, one point gets the largest share because it is the
   weakest prompt after box-only training and the start of iterative clicking.
+* ``mixed_negatives``: ``mixed`` with the share of five positive and five negative points doubled, taken
+  from the box and one point (``box`` 0.3, ``box_point`` 0.1, ``point`` 0.15, ``points`` 0.15,
+  ``points_negative`` 0.3).
+  With ``mixed``, S4 (five + five) stayed below S3 (five positives) after fine-tuning: the decoder saw
+  negatives in 15 % of the objects only (docs/training.md, "Regimes").
 
 Or a mapping kind -> probability (``module.prompts={box: 0.5, point: 0.5}``): probabilities not negative,
 summing to 1 within :data:`TOLERANCE`; kinds left out have probability 0.
@@ -54,6 +59,7 @@ KINDS: dict[str, PromptRule] = {
 PRESETS: dict[str, dict[str, float]] = {
     "box": {"box": 1.0},
     "mixed": {"box": 0.4, "box_point": 0.1, "point": 0.2, "points": 0.15, "points_negative": 0.15},
+    "mixed_negatives": {"box": 0.3, "box_point": 0.1, "point": 0.15, "points": 0.15, "points_negative": 0.3},
 }
 MAX_POINTS = max(rule.positives + rule.negatives for rule in KINDS.values())  # points a sample is padded to
 PAD_LABEL = -1  # SAM's label of a padding point (the prompt encoder's not-a-point embedding)
