@@ -45,6 +45,7 @@ REGIME_SETTINGS = {  # module.prompts, module.iterations, module.train, dataset.
     "mixed": ("mixed", 0, "decoder", "cached"),
     "mixed_iterative": ("mixed", 3, "decoder", "cached"),
     "mixed_negatives": ("mixed_negatives", 0, "decoder+prompt_encoder", "cached"),
+    "mixed_negatives_iterative": ("mixed_negatives", 3, "decoder+prompt_encoder", "cached"),
     "lora": ("mixed", 0, "lora", "online"),
 }
 
@@ -74,7 +75,7 @@ def test_regime_smoke_runs(tmp_path, regime):
 
 @pytest.mark.slow
 def test_regimes_experiment_end_to_end_writes_the_regimes_table(tmp_path):
-    """The whole multirun, shrunk: 5 regimes x 3 seeds on the tiny model (about 2 minutes)."""
+    """The whole multirun, shrunk: 6 regimes x 3 seeds on the tiny model (about 2 minutes)."""
     import subprocess
     import sys
 
@@ -104,5 +105,5 @@ def test_regimes_experiment_end_to_end_writes_the_regimes_table(tmp_path):
     table = pd.read_csv(sweep / "regimes.csv")
     total = table[(table.phase == "finetuned") & (table.target == "all targets")]
     assert set(total.strategy) == {"S2", "S5"} and set(total.seeds) == {3} and set(total.reference) == {"box"}
-    assert {f"delta_{r}" for r in ("mixed", "mixed_iterative", "mixed_negatives", "lora")} <= set(table.columns)
+    assert {f"delta_{r}" for r in ("mixed", "mixed_iterative", "mixed_negatives", "mixed_negatives_iterative", "lora")} <= set(table.columns)
     assert (sweep / "figures" / "regimes.png").is_file()

@@ -24,10 +24,11 @@ DICE = {
 }
 
 
-def job(directory, regime, seed, dice, *, moved=(), clicks=0, extra=()):
+def job(directory, regime, seed, dice, *, moved=(), clicks=0, extra=(), negatives=None, no_s4=()):
     """A train job of ``regime`` and ``seed``: zero-shot S2 = 0.3 everywhere, fine-tuned S2 = ``dice``, and a
     prompts.json whose S2 point depends on the seed (objects in ``moved``: x + 1). ``clicks``: also I@1..I@k rows
-    (fine-tuned Dice k * 0.1 + ``dice`` / 10, zero-shot k * 0.05).
+    (fine-tuned Dice k * 0.1 + ``dice`` / 10, zero-shot k * 0.05). ``negatives`` (per object): also S3 = ``dice``
+    and S4 = ``dice`` + ``negatives`` in both phases (objects in ``no_s4``: no S4 row).
     """
     results = directory / "results"
     results.mkdir(parents=True)
@@ -43,6 +44,13 @@ def job(directory, regime, seed, dice, *, moved=(), clicks=0, extra=()):
                   "iou": 0.5, "hd_px": 3.0}  # fmt: skip
         rows.append({"phase": "zero_shot", "strategy": "S2", "dice": 0.3, **common})
         rows.append({"phase": "finetuned", "strategy": "S2", "dice": float(dice[k]), **common})
+        for phase in ("zero_shot", "finetuned") if negatives is not None else ():
+            rows.append({"phase": phase, "strategy": "S3", "dice": float(dice[k]), **common})
+            if k not in no_s4:
+                rows.append({"phase": phase, "strategy": "S4", "dice": float(dice[k] + negatives[k]), **common})
+        for strategy in ("S3", "S4") if negatives is not None else ():
+            prompts[f"{strategy}|{key}"] = {"strategy": strategy, "point_coords": [[float(seed), 2.0]],
+                                            "point_labels": [1], "box": None, "seed": seed, "mask_sha256": "m"}  # fmt: skip
         for c in range(1, clicks + 1):
             rows.append({"phase": "zero_shot", "strategy": f"I@{c}", "dice": 0.05 * c, **common})
             rows.append({"phase": "finetuned", "strategy": f"I@{c}", "dice": 0.1 * c + dice[k] / 10, **common})
@@ -150,3 +158,36 @@ def test_which_sweeps_are_regime_comparisons():
     assert _group([("a", ["seed=0"], 0), ("b", ["seed=1"], 1)]) is None
     # a regime that ran a seed twice is ambiguous
     assert _group([("a", ["regime=box", "seed=0", "x=1"], 0), ("b", ["regime=box", "seed=0", "x=2"], 0)]) is None
+
+
+def test_within_each_regime_s4_minus_s3_paired_by_object_over_seed_means(tmp_path):
+    # box: negatives cost GAIN in both seeds; mixed: they help by GAIN - 0.03 (seed 0) and GAIN + 0.01 (seed 1)
+    options = {
+        ("box", 0): {"negatives": -GAIN},
+        ("box", 1): {"negatives": -GAIN},
+        ("mixed", 0): {"negatives": GAIN - 0.03},
+        ("mixed", 1): {"negatives": GAIN + 0.01},
+    }
+    paths = write_sweep_tables(sweep(tmp_path, options=options), FAST)
+    table = pd.read_csv(paths["regimes_contrasts_csv"])
+    assert set(table.contrast) == {"S4 − S3"} and set(table.phase) == {"finetuned", "zero_shot"}  # no S5/S6 rows
+    tuned = table[table.phase == "finetuned"].set_index("regime")
+    box, mixed = tuned.loc["box"], tuned.loc["mixed"]
+    assert (box.n, box.n_units, box.seeds) == (6, 6, 2)
+    assert box.delta == pytest.approx(-GAIN.mean()) and box.ci_high < 0 and box.p_wilcoxon == pytest.approx(2 / 64)
+    assert box.dice_baseline == pytest.approx(BASE.mean() + 0.01)  # S3 = the box run's S2 values, seeds averaged
+    assert mixed.delta == pytest.approx(GAIN.mean() - 0.01)
+    assert (mixed.seed_min, mixed.seed_max) == pytest.approx((GAIN.mean() - 0.03, GAIN.mean() + 0.01))
+    md = paths["regimes_md"].read_text()
+    assert "S4 − S3 (negatives added to five positives)" in md and "seeds +0.005..+0.045" in md
+    # an object without an S4 row in every run is left out of the contrast only
+    options = {key: {**value, "no_s4": (0,)} for key, value in options.items()}
+    paths = write_sweep_tables(sweep(tmp_path / "missing", options=options), FAST)
+    tuned = pd.read_csv(paths["regimes_contrasts_csv"]).query("phase == 'finetuned'").set_index("regime")
+    assert tuned.loc["box"].n == 5 and tuned.loc["box"].delta == pytest.approx(-GAIN[1:].mean())
+    assert row(pd.read_csv(paths["regimes_csv"]), "S3", "all targets").n == 6
+
+
+def test_no_contrast_table_without_both_strategies(tmp_path):
+    paths = write_sweep_tables(sweep(tmp_path), FAST)  # S2 only
+    assert "regimes_contrasts_csv" not in paths and "Within each regime" not in paths["regimes_md"].read_text()

@@ -19,6 +19,9 @@ iterative clicks):
   The interval speaks for other images of the same kind trained with these seeds; how much one seed moves a
   result is given beside it (``_seed_sd``: the sample sd over seeds of the per-seed means; ``delta_<r>_seed_min``
   and ``_max``: the smallest and largest per-seed difference), never folded into the interval.
+* **Strategies within a regime** (``regimes_contrasts.csv`` and a section of ``regimes.md``): S4 − S3 and
+  S6 − S5 per regime and phase, paired by object on the same seed means
+  (:mod:`sam4med.results.regime_contrasts`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from sam4med.results.clicks import final_click
 from sam4med.results.comparison import ALL_TARGETS
 from sam4med.results.figures import label, legend_below, save_figure
 from sam4med.results.noc import click_rows
+from sam4med.results.regime_contrasts import contrast_table, shown_contrasts
 from sam4med.results.statistics import (
     StatisticsSettings,
     format_change,
@@ -51,6 +55,7 @@ from sam4med.results.tables import check_complete, markdown_table, strategy_orde
 from sam4med.run_files import ResultsFolder
 
 NAME = "regimes"  # regimes.csv, regimes.md, figures/regimes.png/.svg (+ figures/regimes_clicks) in the sweep folder
+CONTRASTS_NAME = "regimes_contrasts"  # regimes_contrasts.csv in the sweep folder
 REGIME = "regime="  # the override of the regime group, shown without its key
 PHASES = ("finetuned", "zero_shot")
 KEYS = ["phase", "strategy", "target", "image_id", "object_key"]
@@ -337,7 +342,8 @@ class RegimeReport:
     """What :func:`write_regime_tables` wrote and what the sweep's ``report.html`` shows of it.
 
     Attributes:
-        paths: ``regimes_csv``, ``regimes_md``, ``regimes_figure`` (and ``regimes_clicks_figure``).
+        paths: ``regimes_csv``, ``regimes_md``, ``regimes_figure`` (and ``regimes_contrasts_csv``,
+            ``regimes_clicks_figure``).
         tables: the tables as printed, by heading.
         notes: the lines under the first table.
         figures: (caption, PNG) of each figure.
@@ -387,7 +393,9 @@ def write_regime_tables(
         excluded.append(check.excluded)
         prompt_notes += [f"Seed {seed}: {line}" for line in check.notes[:1]]
     means, per_seed = per_object(frame, grouping, pd.concat(excluded, ignore_index=True))
-    table = regime_table(final_click(means), final_click(per_seed), regimes, reference=reference, statistics=statistics)
+    last_means, last_per_seed = final_click(means), final_click(per_seed)
+    table = regime_table(last_means, last_per_seed, regimes, reference=reference, statistics=statistics)
+    contrasts = contrast_table(last_means, last_per_seed, regimes, statistics=statistics)
     lines = [
         f"Reference: {reference}. Seeds {', '.join(map(str, grouping.seeds))}: each object's Dice is averaged over the "
         "seeds, then the means and intervals are over objects (95 % bootstrap CI, units resampled) and each difference "
@@ -404,6 +412,11 @@ def write_regime_tables(
     shown = {h: shown_table(part, regimes, strategy_column=k == 0) for k, (h, part) in enumerate(headings.items())}
     paths = {"regimes_csv": sweep_dir / f"{NAME}.csv", "regimes_md": sweep_dir / f"{NAME}.md"}
     write_text(paths["regimes_csv"], table.to_csv(index=False))
+    if len(contrasts):
+        heading = "Within each regime: a strategy minus its baseline, paired by object (seeds averaged per object)"
+        shown = {next(iter(shown)): next(iter(shown.values())), heading: shown_contrasts(contrasts), **shown}
+        paths["regimes_contrasts_csv"] = sweep_dir / f"{CONTRASTS_NAME}.csv"
+        write_text(paths["regimes_contrasts_csv"], contrasts.to_csv(index=False))
     runs_line = ", ".join(f"{g} seed {s} ({lab})" for lab, (g, s) in grouping.runs.items())
     md = [f"# {TITLE}", "", f"Runs: {runs_line}", ""]
     for heading, part in shown.items():
