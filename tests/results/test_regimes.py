@@ -49,8 +49,8 @@ def job(directory, regime, seed, dice, *, moved=(), clicks=0, extra=(), negative
             if k not in no_s4:
                 rows.append({"phase": phase, "strategy": "S4", "dice": float(dice[k] + negatives[k]), **common})
         for strategy in ("S3", "S4") if negatives is not None else ():
-            prompts[f"{strategy}|{key}"] = {"strategy": strategy, "point_coords": [[float(seed), 2.0]],
-                                            "point_labels": [1], "box": None, "seed": seed, "mask_sha256": "m"}  # fmt: skip
+            point = {"point_coords": [[float(seed), 2.0]], "point_labels": [1], "box": None}
+            prompts[f"{strategy}|{key}"] = {"strategy": strategy, **point, "seed": seed, "mask_sha256": "m"}
         for c in range(1, clicks + 1):
             rows.append({"phase": "zero_shot", "strategy": f"I@{c}", "dice": 0.05 * c, **common})
             rows.append({"phase": "finetuned", "strategy": f"I@{c}", "dice": 0.1 * c + dice[k] / 10, **common})
