@@ -25,23 +25,15 @@ import pandas as pd
 
 from sam4med.results.backbones import mean_text
 from sam4med.results.figures import label
-from sam4med.results.statistics import StatisticsSettings, format_change, format_p, paired_delta
+from sam4med.results.statistics import StatisticsSettings, format_change, format_p, pair, paired_delta
 
 CONTRASTS: tuple[tuple[str, str], ...] = (("S4", "S3"), ("S6", "S5"))  # (strategy, baseline)
 CONTRAST_NAMES = {("S4", "S3"): "negatives added to five positives", ("S6", "S5"): "a point added to the box"}
-PAIR_KEYS = ["phase", "target", "image_id", "object_key", "source"]
 COLUMNS = [
     "phase", "contrast", "strategy", "baseline", "regime", "seeds", "n", "unit", "n_units",
     "dice_strategy", "dice_baseline", "delta", "ci_low", "ci_high", "ci_method", "seed_min", "seed_max",
     "p_wilcoxon", "p_permutation",
 ]  # fmt: skip
-
-
-def _pairs(rows: pd.DataFrame, strategy: str, baseline: str, column: str, keys: list[str]) -> pd.DataFrame:
-    """Objects scored by both: ``before`` = the baseline's ``column``, ``after`` = the strategy's."""
-    a = rows[rows["strategy"] == strategy][[*keys, column]].rename(columns={column: "after"})
-    b = rows[rows["strategy"] == baseline][[*keys, column]].rename(columns={column: "before"})
-    return a.merge(b, on=keys, how="inner")
 
 
 def contrast_table(
@@ -75,9 +67,9 @@ def contrast_table(
                 continue
             for regime in regimes:
                 column = f"dice_{regime}"
-                pairs = _pairs(part, strategy, baseline, column, PAIR_KEYS)
+                pairs = pair(part, baseline, strategy, side="strategy", metric=column)
                 stat = paired_delta(pairs, statistics)
-                by_seed = _pairs(seeded, strategy, baseline, column, [*PAIR_KEYS, "seed"])
+                by_seed = pair(seeded, baseline, strategy, side="strategy", metric=column, by=("seed",))
                 seed_deltas = (by_seed["after"] - by_seed["before"]).groupby(by_seed["seed"]).mean()
                 rows.append(
                     {

@@ -412,9 +412,10 @@ def write_regime_tables(
     shown = {h: shown_table(part, regimes, strategy_column=k == 0) for k, (h, part) in enumerate(headings.items())}
     paths = {"regimes_csv": sweep_dir / f"{NAME}.csv", "regimes_md": sweep_dir / f"{NAME}.md"}
     write_text(paths["regimes_csv"], table.to_csv(index=False))
-    if len(contrasts):
+    if len(contrasts):  # second, after the overall table
         heading = "Within each regime: a strategy minus its baseline, paired by object (seeds averaged per object)"
-        shown = {next(iter(shown)): next(iter(shown.values())), heading: shown_contrasts(contrasts), **shown}
+        first, *rest = shown.items()
+        shown = dict([first, (heading, shown_contrasts(contrasts)), *rest])
         paths["regimes_contrasts_csv"] = sweep_dir / f"{CONTRASTS_NAME}.csv"
         write_text(paths["regimes_contrasts_csv"], contrasts.to_csv(index=False))
     runs_line = ", ".join(f"{g} seed {s} ({lab})" for lab, (g, s) in grouping.runs.items())

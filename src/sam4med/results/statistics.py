@@ -208,19 +208,30 @@ def sources(frame: pd.DataFrame) -> pd.Series:
     return frame["source"].fillna("").astype(str)
 
 
-def pair(frame: pd.DataFrame, before: str, after: str, *, side: str = "phase", metric: str = "dice") -> pd.DataFrame:
-    """The objects scored on both sides: columns strategy, target, image_id, object_key, source, before, after.
+def pair(
+    frame: pd.DataFrame,
+    before: str,
+    after: str,
+    *,
+    side: str = "phase",
+    metric: str = "dice",
+    by: tuple[str, ...] = (),
+) -> pd.DataFrame:
+    """The objects scored on both sides: columns strategy, target, image_id, object_key (less ``side``), the
+    ``by`` columns, source, before, after.
 
     Args:
-        frame: long results (one row per object x strategy x side).
+        frame: long results (one row per object x strategy x side, and per ``by`` value).
         before: value of ``side`` for the reference (e.g. ``zero_shot``).
         after: value of ``side`` for the other (e.g. ``finetuned``).
-        side: the column that tells the sides apart (``phase``, or ``run`` in a sweep).
+        side: the column that tells the sides apart (``phase``, ``run`` in a sweep, or ``strategy`` for two
+            strategies of one run).
         metric: the metric compared.
+        by: further columns an object is matched on (e.g. ``seed``).
 
     ``source`` is the reference's, else the other side's (a run of an older version has none).
     """
-    keys = ["strategy", "target", "image_id", "object_key"]
+    keys = [k for k in ("strategy", "target", "image_id", "object_key") if k != side] + list(by)
     frame = frame.assign(source=sources(frame))
     a = frame.loc[frame[side] == before, [*keys, "source", metric]].rename(columns={metric: "before"})
     b = frame.loc[frame[side] == after, [*keys, "source", metric]].rename(columns={metric: "after"})
