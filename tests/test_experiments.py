@@ -46,6 +46,7 @@ REGIME_SETTINGS = {  # module.prompts, module.iterations, module.train, dataset.
     "mixed_iterative": ("mixed", 3, "decoder", "cached"),
     "mixed_negatives": ("mixed_negatives", 0, "decoder+prompt_encoder", "cached"),
     "mixed_negatives_iterative": ("mixed_negatives", 3, "decoder+prompt_encoder", "cached"),
+    "interactive": ("interactive", 0, "decoder+prompt_encoder", "cached"),
     "lora": ("mixed", 0, "lora", "online"),
 }
 
@@ -62,12 +63,12 @@ def test_every_regime_of_the_regimes_experiment_sets_its_settings(tmp_path):
     plain, box = compose_config("train", tmp_path), compose_config("train", tmp_path, ["regime=box"])
     assert plain.module == box.module and plain.dataset == box.dataset
     sweep = OmegaConf.load(CONF / "experiment" / "regimes.yaml").hydra.sweeper.params
-    swept = [r for r in REGIME_SETTINGS if r != "mixed_negatives_iterative"]  # measured, not swept (docs/training.md)
+    swept = ["box", "mixed", "mixed_iterative", "interactive", "lora"]  # the others measured, not swept
     assert sweep.regime.split(",") == swept and sweep.seed == "0,1,2"
 
 
 @pytest.mark.slow  # the settings each sets are tested in tests/training; this runs the regime configs whole
-@pytest.mark.parametrize("regime", ["mixed_iterative", "mixed_negatives", "lora"])
+@pytest.mark.parametrize("regime", ["mixed_iterative", "mixed_negatives", "interactive", "lora"])
 def test_regime_smoke_runs(tmp_path, regime):
     cfg = compose_config("train", tmp_path, [f"regime={regime}", *SHRINK, "evaluation.strategies=[S3,S5]"])
     assert "val/dice" in fine_tune(cfg).metrics
@@ -106,5 +107,5 @@ def test_regimes_experiment_end_to_end_writes_the_regimes_table(tmp_path):
     table = pd.read_csv(sweep / "regimes.csv")
     total = table[(table.phase == "finetuned") & (table.target == "all targets")]
     assert set(total.strategy) == {"S2", "S5"} and set(total.seeds) == {3} and set(total.reference) == {"box"}
-    assert {f"delta_{r}" for r in ("mixed", "mixed_iterative", "mixed_negatives", "lora")} <= set(table.columns)
+    assert {f"delta_{r}" for r in ("mixed", "mixed_iterative", "interactive", "lora")} <= set(table.columns)
     assert (sweep / "figures" / "regimes.png").is_file()

@@ -171,4 +171,8 @@ def test_presets_are_valid_mixes_and_box_is_box_only():
     assert negatives["points_negative"] == pytest.approx(2 * mixed["points_negative"])  # doubled
     assert negatives["box"] + negatives["box_point"] == pytest.approx(0.4)  # from the box (0.1) and one point (0.05)
     assert negatives["point"] == pytest.approx(mixed["point"] - 0.05)
+    interactive = dict(PromptMix.parse("interactive").probabilities)
+    assert max(interactive, key=interactive.get) == "points_negative"
+    assert interactive["points_negative"] == pytest.approx(0.4)  # the largest share: five + five points
+    assert interactive["box"] + interactive["box_point"] == negatives["box"] + negatives["box_point"]
     assert PromptMix.parse({"point": 1}).to_config() == {"point": 1.0}
