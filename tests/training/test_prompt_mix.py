@@ -174,5 +174,5 @@ def test_presets_are_valid_mixes_and_box_is_box_only():
     interactive = dict(PromptMix.parse("interactive").probabilities)
     assert max(interactive, key=interactive.get) == "points_negative"
     assert interactive["points_negative"] == pytest.approx(0.4)  # the largest share: five + five points
-    assert interactive["box"] + interactive["box_point"] == negatives["box"] + negatives["box_point"]
+    assert interactive["box"] + interactive["box_point"] == pytest.approx(negatives["box"] + negatives["box_point"])
     assert PromptMix.parse({"point": 1}).to_config() == {"point": 1.0}
